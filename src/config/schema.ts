@@ -1,0 +1,122 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.ts';
+
+/** A duration in the file (`30s`, `5m`, `7d` or milliseconds), in milliseconds once parsed. */
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(v)} (use e.g. 30s, 5m, 7d)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/** A size in the file (`4MiB`, `10GB` or bytes), in bytes once parsed. */
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const bytes = parseSize(v);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: 'custom', message: `not a size: ${JSON.stringify(v)} (use e.g. 512KiB, 4MiB, 10GB)` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const upstreamSchema = z.strictObject({
+  /** Base URL of the upstream registry, e.g. https://registry-1.docker.io */
+  url: z.url({ protocol: /^https?$/ }),
+  /** Other names clients use for this registry (containerd's `?ns=` value), e.g. docker.io. */
+  aliases: z.array(z.string().min(1)).default([]),
+  /** Docker Hub naming: single-component names mean `library/<name>`. */
+  dockerHub: z.boolean().default(false),
+  /** Credentials sent only to this registry and its token realm. */
+  username: z.string().optional(),
+  password: z.string().optional(),
+  /** How long a cached tag is served without asking the upstream. */
+  tagTtl: duration.default(300_000),
+  /** How long a cached tag list is served without asking the upstream. */
+  tagListTtl: duration.default(300_000),
+  /** At most this many requests to this upstream at once. */
+  concurrency: z.number().int().min(1).max(1024).default(32),
+  /** Retries of idempotent requests on network errors and 5xx. */
+  retries: z.number().int().min(0).max(10).default(2),
+  timeouts: z
+    .strictObject({
+      connect: duration.default(10_000),
+      /** Time to the response headers. */
+      response: duration.default(30_000),
+      /** Longest pause in a blob download before it is abandoned. */
+      idle: duration.default(60_000),
+      /** Longest a whole blob download may take. */
+      blob: duration.default(3_600_000),
+    })
+    .prefault({}),
+  /** A PEM CA bundle to trust for this upstream (in addition to the system's). */
+  ca: z.string().optional(),
+  /** Skip TLS verification of this upstream. Never in production. */
+  insecureSkipVerify: z.boolean().default(false),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(5000),
+      tls: z
+        .strictObject({
+          cert: z.string(),
+          key: z.string(),
+        })
+        .optional(),
+      /** How long in-flight requests get to finish on SIGTERM. */
+      shutdownTimeout: duration.default(30_000),
+    })
+    .prefault({}),
+  storage: z
+    .strictObject({
+      driver: z.literal('filesystem').default('filesystem'),
+      filesystem: z
+        .strictObject({
+          /** Data root: blobs, manifests, tags and temporary downloads live below it. */
+          root: z.string().default('./data'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  meta: z
+    .strictObject({
+      driver: z.enum(['memory', 'redis']).default('memory'),
+      memory: z.strictObject({ maxEntries: z.number().int().min(100).default(100_000) }).prefault({}),
+      redis: z
+        .strictObject({
+          url: z.string().default('redis://127.0.0.1:6379'),
+          /** Key prefix, so several tender deployments can share one Redis. */
+          namespace: z.string().default('tender'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  proxy: z
+    .strictObject({
+      /** Upstream for names with neither a prefix nor `?ns=` (docker's registry-mirrors); empty for none. */
+      defaultUpstream: z.string().default('hub'),
+      /** Largest manifest accepted from an upstream. */
+      maxManifestSize: size.default(4 * 1024 * 1024),
+    })
+    .prefault({}),
+  upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'upstream names are lower-case letters, digits and -'), upstreamSchema).prefault({
+    hub: {
+      url: 'https://registry-1.docker.io',
+      aliases: ['docker.io', 'index.docker.io', 'registry-1.docker.io'],
+      dockerHub: true,
+    },
+  }),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
