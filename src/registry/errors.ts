@@ -24,7 +24,6 @@ export const errorCatalogue = {
   DENIED: { status: 403, message: 'requested access to the resource is denied' },
   NOT_FOUND: { status: 404, message: 'no such endpoint' },
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
-  NOT_ACCEPTABLE: { status: 406, message: 'no acceptable representation of the manifest' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   UNKNOWN: { status: 500, message: 'unknown error' },
   UPSTREAM_UNAVAILABLE: { status: 502, message: 'upstream registry unavailable' },

@@ -1,5 +1,5 @@
 import { RegistryError } from './errors.ts';
-import { isIndexMediaType, manifestMediaTypes } from './mediatypes.ts';
+import { MediaTypes, isIndexMediaType, manifestMediaTypes } from './mediatypes.ts';
 import { parseDigest } from './digest.ts';
 
 /** A content descriptor as found in manifests and indexes. */
@@ -67,7 +67,7 @@ export function parseManifest(bytes: Uint8Array, declaredType: string | undefine
   if (isIndexMediaType(mediaType)) {
     if (!Array.isArray(m.manifests)) throw invalid('index has no manifests array');
     result.manifests = m.manifests.map((d, i) => descriptor(d, `manifests[${i}]`));
-  } else if (mediaType.endsWith('v1+prettyjws') || mediaType.endsWith('v1+json')) {
+  } else if (mediaType === MediaTypes.dockerManifestV1Signed || mediaType === MediaTypes.dockerManifestV1) {
     // Schema 1: layers are listed as fsLayers[].blobSum without sizes.
     const layers = Array.isArray(m.fsLayers) ? m.fsLayers : [];
     for (const l of layers as Array<{ blobSum?: unknown }>) {

@@ -61,6 +61,8 @@ export interface Upstream {
   headManifest(repository: string, reference: string): Promise<UpstreamManifest>;
   /** GET a manifest body, capped at the configured maximum size. */
   getManifest(repository: string, reference: string): Promise<UpstreamManifestBody>;
+  /** HEAD a blob: its size, or throws NOT_FOUND (confirms the repository may read it). */
+  headBlob(repository: string, digest: string): Promise<{ size: number | undefined }>;
   /** GET a blob as a stream (following redirects to storage hosts without credentials). */
   getBlob(repository: string, digest: string, signal?: AbortSignal): Promise<UpstreamBlob>;
   /** All tags of a repository (following pagination links, bounded). */

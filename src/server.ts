@@ -1,0 +1,93 @@
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.ts';
+import { createApp } from './http/app.ts';
+import { createMeta } from './meta/create.ts';
+import type { MetaStore } from './meta/meta.ts';
+import { ProxyBlobs } from './proxy/blobs.ts';
+import { ProxyManifests } from './proxy/manifests.ts';
+import { checkedDriver } from './storage/checked.ts';
+import { FilesystemDriver } from './storage/filesystem.ts';
+import { ContentStore } from './store/content-store.ts';
+import { createUpstream } from './upstream/client.ts';
+import type { Upstream } from './upstream/types.ts';
+import type { UpstreamClient } from './upstream/client.ts';
+
+export interface RunningServer {
+  /** The bound port (useful with port 0). */
+  port: number;
+  /** Base URL, e.g. http://127.0.0.1:5000 */
+  url: string;
+  server: Server;
+  upstreams: ReadonlyMap<string, Upstream>;
+  blobs: ProxyBlobs;
+  meta: MetaStore;
+  /** Stops accepting, lets in-flight requests and downloads finish (bounded), closes stores. */
+  close(): Promise<void>;
+}
+
+/** The composition root: builds every service from the config and starts listening. */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const root = config.storage.filesystem.root;
+  const driver = checkedDriver(new FilesystemDriver({ root }));
+  const store = new ContentStore(driver);
+  const meta = createMeta(config.meta);
+  const upstreams = new Map<string, UpstreamClient>();
+  for (const [name, upstreamConfig] of Object.entries(config.upstreams)) {
+    upstreams.set(
+      name,
+      createUpstream(name, upstreamConfig, {
+        meta,
+        logger: logger.child({ upstream: name }),
+        maxManifestSize: config.proxy.maxManifestSize,
+      }),
+    );
+  }
+  const ttlOf = (key: 'tagTtl' | 'tagListTtl') => (upstream: string) => config.upstreams[upstream]?.[key] ?? 0;
+  const manifests = new ProxyManifests({ store, meta, upstreams, tagTtl: ttlOf('tagTtl'), logger });
+  const blobs = new ProxyBlobs({ store, upstreams, spoolDir: join(root, '_spool'), logger });
+  await blobs.init();
+
+  const app = createApp({ manifests, blobs, routing: { upstreams: config.upstreams, defaultUpstream: config.proxy.defaultUpstream }, tagListTtl: ttlOf('tagListTtl') }, logger);
+  const tls = config.server.tls;
+  const server = tls
+    ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, app.callback())
+    : createHttpServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  // Large blobs to slow clients: no whole-request timeout, only the socket's idle bound.
+  server.requestTimeout = 0;
+  server.timeout = 10 * 60_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.server.port, config.server.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+  const url = `${tls ? 'https' : 'http'}://${host}:${port}`;
+  logger.info({ url, storage: root, meta: config.meta.driver, upstreams: [...upstreams.keys()] }, 'tender listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      const deadline = config.server.shutdownTimeout;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), deadline);
+      await closed;
+      await Promise.race([blobs.drain(), new Promise((r) => setTimeout(r, deadline).unref())]);
+      clearTimeout(timer);
+      for (const up of upstreams.values()) up.close();
+      await meta.close();
+      logger.info('tender stopped');
+    })());
+
+  return { port, url, server, upstreams, blobs, meta, close };
+}

@@ -1,0 +1,112 @@
+import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import type { ByteRange, ObjectInfo, StorageDriver } from '../storage/driver.ts';
+import { blobKey, layerLinkKey, manifestLinkKey, tagKey, tagsPrefix } from './layout.ts';
+
+/** A tag's target as stored. */
+export interface TagLink {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface StoredManifest {
+  digest: string;
+  mediaType: string;
+  body: Buffer;
+}
+
+/**
+ * The content-addressed store on top of a storage driver: blobs by digest,
+ * manifests, tag links and per-repository links. It knows the layout
+ * (store/layout.ts); the driver only knows keys and bytes.
+ *
+ * Manifest bodies and link existence are kept in small in-process caches:
+ * both are immutable once written (a digest names exactly one content), so
+ * the caches never need invalidating except on delete.
+ */
+export class ContentStore {
+  readonly driver: StorageDriver;
+  private readonly manifests: LRUCache<string, StoredManifest>;
+  private readonly links = new LRUCache<string, true>({ max: 200_000 });
+
+  constructor(driver: StorageDriver, options: { manifestCacheBytes?: number } = {}) {
+    this.driver = driver;
+    this.manifests = new LRUCache<string, StoredManifest>({
+      maxSize: options.manifestCacheBytes ?? 64 * 1024 * 1024,
+      sizeCalculation: (m) => m.body.length + 64,
+    });
+  }
+
+  statBlob(digest: string): Promise<ObjectInfo | undefined> {
+    return this.driver.stat(blobKey(digest));
+  }
+
+  openBlob(digest: string, range?: ByteRange): Promise<Readable | undefined> {
+    return this.driver.reader(blobKey(digest), range);
+  }
+
+  /** Commits a verified local file as the blob with this digest (the file is consumed). */
+  async commitBlobFile(digest: string, localPath: string): Promise<void> {
+    await this.driver.putFile(blobKey(digest), localPath);
+  }
+
+  async hasLayerLink(repo: string, digest: string): Promise<boolean> {
+    const key = layerLinkKey(repo, digest);
+    if (this.links.has(key)) return true;
+    const found = (await this.driver.stat(key)) !== undefined;
+    if (found) this.links.set(key, true);
+    return found;
+  }
+
+  async linkLayer(repo: string, digest: string): Promise<void> {
+    const key = layerLinkKey(repo, digest);
+    if (this.links.has(key)) return;
+    await this.driver.put(key, digest);
+    this.links.set(key, true);
+  }
+
+  /** Stores manifest bytes by digest and links them into the repository (content first, then the link). */
+  async putManifest(repo: string, manifest: StoredManifest): Promise<void> {
+    const key = blobKey(manifest.digest);
+    if ((await this.driver.stat(key)) === undefined) await this.driver.put(key, manifest.body);
+    const link = manifestLinkKey(repo, manifest.digest);
+    await this.driver.put(link, JSON.stringify({ mediaType: manifest.mediaType }));
+    this.links.set(link, true);
+    this.manifests.set(manifest.digest, manifest);
+  }
+
+  /** A manifest linked into the repository, or undefined. */
+  async getManifest(repo: string, digest: string): Promise<StoredManifest | undefined> {
+    const link = manifestLinkKey(repo, digest);
+    const cached = this.manifests.get(digest);
+    if (cached && this.links.has(link)) return cached;
+    const linkBody = await this.driver.get(link);
+    if (!linkBody) return undefined;
+    this.links.set(link, true);
+    if (cached) return cached;
+    const body = await this.driver.get(blobKey(digest));
+    if (!body) return undefined;
+    const { mediaType } = JSON.parse(linkBody.toString('utf8')) as { mediaType: string };
+    const manifest = { digest, mediaType, body };
+    this.manifests.set(digest, manifest);
+    return manifest;
+  }
+
+  async getTag(repo: string, tag: string): Promise<TagLink | undefined> {
+    const body = await this.driver.get(tagKey(repo, tag));
+    return body ? (JSON.parse(body.toString('utf8')) as TagLink) : undefined;
+  }
+
+  async setTag(repo: string, tag: string, link: TagLink): Promise<void> {
+    await this.driver.put(tagKey(repo, tag), JSON.stringify(link));
+  }
+
+  async deleteTag(repo: string, tag: string): Promise<void> {
+    await this.driver.delete(tagKey(repo, tag));
+  }
+
+  listTags(repo: string): Promise<string[]> {
+    return this.driver.list(tagsPrefix(repo));
+  }
+}
