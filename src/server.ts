@@ -1,11 +1,13 @@
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.ts';
+import { createAccessLog } from './http/access-log.ts';
 import { createApp } from './http/app.ts';
+import { createFastPath } from './http/fast-path.ts';
 import { createMeta } from './meta/create.ts';
 import type { MetaStore } from './meta/meta.ts';
 import { ProxyBlobs } from './proxy/blobs.ts';
@@ -52,11 +54,32 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const blobs = new ProxyBlobs({ store, upstreams, spoolDir: join(root, '_spool'), logger });
   await blobs.init();
 
-  const app = createApp({ manifests, blobs, routing: { upstreams: config.upstreams, defaultUpstream: config.proxy.defaultUpstream }, tagListTtl: ttlOf('tagListTtl') }, logger);
+  const services = {
+    manifests,
+    blobs,
+    routing: { upstreams: config.upstreams, defaultUpstream: config.proxy.defaultUpstream },
+    tagListTtl: ttlOf('tagListTtl'),
+  };
+  const track = createAccessLog(logger);
+  const app = createApp(services, logger, track);
+  const koa = app.callback();
+  const fast = createFastPath(services, track);
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    fast(req, res).then(
+      (handled) => {
+        if (!handled) void koa(req, res);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'fast path failed; falling back');
+        if (!res.headersSent) void koa(req, res);
+        else res.destroy();
+      },
+    );
+  };
   const tls = config.server.tls;
   const server = tls
-    ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, app.callback())
-    : createHttpServer(app.callback());
+    ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
+    : createHttpServer(handler);
   server.keepAliveTimeout = 65_000;
   // Large blobs to slow clients: no whole-request timeout, only the socket's idle bound.
   server.requestTimeout = 0;

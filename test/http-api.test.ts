@@ -78,6 +78,26 @@ describe('v2 HTTP API', { skip }, () => {
     assert.equal(notModified.status, 304);
   });
 
+  test('a warm hit (answered before Koa) carries exactly the headers of the cold answer', async () => {
+    const image2 = await buildImage({ layerSizes: [1024] });
+    await pushImage(image2, upstream, 'acme/warm:1');
+    const headersOf = (res: Response) =>
+      Object.fromEntries([...res.headers].filter(([k]) => !['date', 'x-request-id', 'keep-alive', 'connection'].includes(k)));
+    const accept = { Accept: OCI_MANIFEST };
+    const cold = await fetch(v2('acme/warm/manifests/1'), { headers: accept });
+    const coldBody = Buffer.from(await cold.arrayBuffer());
+    const warm = await fetch(v2('acme/warm/manifests/1'), { headers: accept });
+    const warmBody = Buffer.from(await warm.arrayBuffer());
+    assert.deepEqual(headersOf(warm), headersOf(cold));
+    assert.ok(warmBody.equals(coldBody));
+    const warmHead = await fetch(v2('acme/warm/manifests/1'), { method: 'HEAD', headers: accept });
+    assert.deepEqual(headersOf(warmHead), headersOf(cold));
+    const sources = tender.logs
+      .filter((l) => l.msg === 'request' && l.path === '/v2/acme/warm/manifests/1')
+      .map((l) => l.source);
+    assert.deepEqual(sources, ['upstream', 'cache', 'cache']);
+  });
+
   test('a client whose Accept excludes the stored type gets MANIFEST_UNKNOWN, not unreadable bytes', async () => {
     const index = await buildIndex({ platforms: ['amd64', 'arm64'], layerSizes: [1024] });
     await pushImage(index, upstream, 'acme/multi:1');

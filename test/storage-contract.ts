@@ -88,6 +88,32 @@ export function storageContract(
       await assert.rejects(driver.reader('r', { start: -1, end: 2 }), RangeError);
     });
 
+    void test('openHandle, where offered, reads positionally and reports the size', async (t) => {
+      if (!driver.openHandle) {
+        t.diagnostic(`${name} offers no openHandle: blobs are served from reader()`);
+        assert.equal(driver.openHandle, undefined);
+        return;
+      }
+      const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 253));
+      await driver.put('h/obj', data);
+      const handle = await driver.openHandle('h/obj');
+      assert.ok(handle);
+      try {
+        assert.equal(handle.size, data.length);
+        const buf = Buffer.alloc(100);
+        assert.equal(await handle.read(buf, 0, 100, 4950), 50, 'short read at the end');
+        assert.deepEqual(buf.subarray(0, 50), data.subarray(4950));
+        assert.equal(await handle.read(buf, 10, 20, 7), 20);
+        assert.deepEqual(buf.subarray(10, 30), data.subarray(7, 27));
+        assert.equal(await handle.read(buf, 0, 10, 5000), 0, 'nothing past the end');
+      } finally {
+        await handle.close();
+      }
+      assert.equal(await driver.openHandle('h/missing'), undefined);
+      assert.equal(await driver.openHandle('h'), undefined, 'a prefix is not an object');
+      await assert.rejects(driver.openHandle('../escape'));
+    });
+
     void test('a failed writeStream leaves nothing visible and keeps the old object', async () => {
       await driver.put('w/old', 'old value');
       const failing = () =>

@@ -9,7 +9,7 @@ import { parseRange } from '../registry/range.ts';
 import type { ProxyBlobs } from '../proxy/blobs.ts';
 import type { ProxyManifests } from '../proxy/manifests.ts';
 import { resolveRoute, type RoutingConfig, type UpstreamRoute } from '../routing.ts';
-import { sendStream, setContentHeaders } from './respond.ts';
+import { manifestHeaders, sendBlob, setContentHeaders } from './respond.ts';
 
 export interface V2Services {
   manifests: ProxyManifests;
@@ -19,7 +19,7 @@ export interface V2Services {
 }
 
 const name = '(.+?)';
-const manifestPath = new RegExp(`^/v2/${name}/manifests/([^/]+)$`);
+export const manifestPath = new RegExp(`^/v2/${name}/manifests/([^/]+)$`);
 const blobPath = new RegExp(`^/v2/${name}/blobs/([^/]+)$`);
 const uploadPath = new RegExp(`^/v2/${name}/blobs/uploads/([^/]*)$`);
 const tagsPath = new RegExp(`^/v2/${name}/tags/list$`);
@@ -67,8 +67,8 @@ export function v2Router(services: V2Services): Router {
         detail: { mediaType: m.mediaType },
       });
     }
-    setContentHeaders(ctx, { digest: m.digest, mediaType: m.mediaType, length: m.size, immutable: ref.kind === 'digest' });
-    ctx.state.source = m.source;
+    ctx.set(manifestHeaders(m, ref.kind === 'digest'));
+    ctx.state.access.source = m.source;
     if (ctx.get('If-None-Match') === `"${m.digest}"`) {
       ctx.status = 304;
       return;
@@ -89,16 +89,16 @@ export function v2Router(services: V2Services): Router {
     if (ctx.method === 'HEAD') {
       const { size, source } = await services.blobs.stat(route, digest);
       setContentHeaders(ctx, { digest, mediaType: 'application/octet-stream', length: size, immutable: true });
-      ctx.state.source = source;
+      ctx.state.access.source = source;
       ctx.status = 200;
       ctx.respond = false;
       ctx.res.end();
       return;
     }
     const rangeHeader = ctx.get('Range') || undefined;
-    let range: { start: number; end: number } | undefined;
-    const blob = await services.blobs.open(route, digest, (size) => (range = parseRange(rangeHeader, size)));
-    ctx.state.source = blob.source;
+    const blob = await services.blobs.open(route, digest, (size) => parseRange(rangeHeader, size));
+    ctx.state.access.source = blob.source;
+    const { range } = blob;
     if (range) {
       ctx.status = 206;
       ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
@@ -111,7 +111,7 @@ export function v2Router(services: V2Services): Router {
       length: range ? range.end - range.start + 1 : blob.size,
       immutable: true,
     });
-    await sendStream(ctx, blob.stream);
+    await sendBlob(ctx, blob);
   });
 
   router.get(tagsPath, async (ctx) => {

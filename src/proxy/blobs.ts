@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { requireDigest } from '../registry/digest.ts';
 import { RegistryError } from '../registry/errors.ts';
-import type { ByteRange } from '../storage/driver.ts';
+import type { ByteRange, ObjectHandle } from '../storage/driver.ts';
 import type { ContentStore } from '../store/content-store.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { UpstreamRoute } from '../routing.ts';
@@ -15,13 +15,19 @@ import { toRegistryError } from './upstream-errors.ts';
 /** Where a blob response's bytes come from. */
 export type BlobSource = 'cache' | 'upstream' | 'inflight';
 
+/** A blob ready to send: the whole size, the range chosen, and its bytes as a stream or an open handle. */
 export interface BlobBody {
   /** Size of the whole blob. */
   size: number;
-  /** The requested bytes. */
-  stream: Readable;
+  /** The inclusive range being sent, or undefined for the whole blob. */
+  range: ByteRange | undefined;
   source: BlobSource;
+  /** The requested bytes, as a stream (downloads, drivers without handles) or an open handle (the fast path). */
+  bytes: { kind: 'stream'; stream: Readable } | { kind: 'handle'; handle: ObjectHandle };
 }
+
+/** Picks the range for a blob of a known size (may throw RANGE_INVALID). */
+export type RangeChooser = (size: number) => ByteRange | undefined;
 
 /** What a flight knows once the upstream answered: the size, and the spool to follow (none when the blob turned out to be stored already). */
 interface FlightReady {
@@ -94,16 +100,19 @@ export class ProxyBlobs {
   private async cachedSize(route: UpstreamRoute, digest: string): Promise<number | undefined> {
     const info = await this.store.statBlob(digest);
     if (!info) return undefined;
-    if (!(await this.store.hasLayerLink(route.repo, digest))) {
-      // Stored for another repository: the upstream must confirm this one may read it.
-      try {
-        await this.upstream(route).headBlob(route.name, digest);
-      } catch (err) {
-        throw toRegistryError(err, 'BLOB_UNKNOWN');
-      }
-      await this.store.linkLayer(route.repo, digest);
-    }
+    await this.ensureLinked(route, digest);
     return info.size;
+  }
+
+  /** A blob stored for another repository is linked here only once the upstream confirms this repository has it. */
+  private async ensureLinked(route: UpstreamRoute, digest: string): Promise<void> {
+    if (await this.store.hasLayerLink(route.repo, digest)) return;
+    try {
+      await this.upstream(route).headBlob(route.name, digest);
+    } catch (err) {
+      throw toRegistryError(err, 'BLOB_UNKNOWN');
+    }
+    await this.store.linkLayer(route.repo, digest);
   }
 
   /** The size of a blob, fetching nothing but a HEAD on a miss. */
@@ -125,18 +134,35 @@ export class ProxyBlobs {
     }
   }
 
-  /**
-   * Opens a blob (or a byte range of it; the caller has checked the range
-   * against the size from `stat` or passes none).
-   */
-  async open(route: UpstreamRoute, digest: string, range?: (size: number) => ByteRange | undefined): Promise<BlobBody> {
-    const parsed = requireDigest(digest);
-    const size = await this.cachedSize(route, digest);
-    if (size !== undefined) {
-      const r = range?.(size);
-      const stream = await this.store.openBlob(digest, r);
-      if (stream) return { size, stream, source: 'cache' };
+  /** Opens a stored blob this repository may read, or undefined when it is not stored. */
+  private async openCached(route: UpstreamRoute, digest: string, choose?: RangeChooser): Promise<BlobBody | undefined> {
+    if (this.store.offersHandles) {
+      const handle = await this.store.openBlobHandle(digest);
+      if (!handle) return undefined;
+      try {
+        await this.ensureLinked(route, digest);
+        const range = choose?.(handle.size);
+        return { size: handle.size, range, source: 'cache', bytes: { kind: 'handle', handle } };
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
     }
+    const size = await this.cachedSize(route, digest);
+    if (size === undefined) return undefined;
+    const range = choose?.(size);
+    const stream = await this.store.openBlob(digest, range);
+    return stream ? { size, range, source: 'cache', bytes: { kind: 'stream', stream } } : undefined;
+  }
+
+  /**
+   * Opens a blob, or the byte range `choose` picks once the size is known:
+   * from the store, by joining a download in progress, or by starting one.
+   */
+  async open(route: UpstreamRoute, digest: string, choose?: RangeChooser): Promise<BlobBody> {
+    const parsed = requireDigest(digest);
+    const cached = await this.openCached(route, digest, choose);
+    if (cached) return cached;
     let flight = this.flights.get(digest);
     let source: BlobSource = 'inflight';
     if (flight && flight.repo !== route.repo) {
@@ -155,13 +181,12 @@ export class ProxyBlobs {
     if (!spool || total === undefined) {
       // Stored meanwhile, or no Content-Length (rare: then serve once complete).
       await flight.done;
-      const stored = await this.cachedSize(route, digest);
-      if (stored === undefined) throw new RegistryError('UPSTREAM_UNAVAILABLE', { detail: { digest } });
-      const stream = await this.store.openBlob(digest, range?.(stored));
-      if (!stream) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
-      return { size: stored, stream, source: 'cache' };
+      const stored = await this.openCached(route, digest, choose);
+      if (!stored) throw new RegistryError('UPSTREAM_UNAVAILABLE', { detail: { digest } });
+      return stored;
     }
-    return { size: total, stream: spool.reader(range?.(total)), source };
+    const range = choose?.(total);
+    return { size: total, range, source, bytes: { kind: 'stream', stream: spool.reader(range) } };
   }
 
   /**

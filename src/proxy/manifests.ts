@@ -55,6 +55,18 @@ export class ProxyManifests {
     return up;
   }
 
+  /**
+   * A manifest answerable from memory alone: a digest, or a fresh tag, whose
+   * bytes are in the in-process cache. Undefined means "ask get()". This is
+   * the hot path of warm pulls: no upstream, no disk.
+   */
+  async peek(route: UpstreamRoute, ref: Reference): Promise<StoredManifest | undefined> {
+    if (ref.kind === 'digest') return this.o.store.peekManifest(route.repo, ref.digest);
+    const state = await this.o.meta.get<TagState>(tagMetaKey(route, ref.tag));
+    if (!state || !isFresh(state, this.now())) return undefined;
+    return this.o.store.peekManifest(route.repo, state.digest);
+  }
+
   async get(route: UpstreamRoute, ref: Reference): Promise<ManifestResult> {
     if (ref.kind === 'digest') return this.byDigest(route, ref.digest);
     const state = await this.o.meta.get<TagState>(tagMetaKey(route, ref.tag));

@@ -40,7 +40,8 @@ export function checkedDriver(driver: StorageDriver): StorageDriver {
     },
     list: async (prefix) => (await orMissing(driver.list(validateKey(prefix, true)))) ?? [],
   };
-  const { redirectUrl } = driver;
+  const { redirectUrl, openHandle } = driver;
+  if (openHandle) checked.openHandle = async (key) => orMissing(openHandle.call(driver, validateKey(key)));
   if (redirectUrl) checked.redirectUrl = async (key) => orMissing(redirectUrl.call(driver, validateKey(key)));
   return checked;
 }

@@ -13,6 +13,18 @@ export interface ByteRange {
 }
 
 /**
+ * An open object for positional reads, offered by drivers whose objects are
+ * local files: the fast path for serving blobs (fixed, reused buffers instead
+ * of a stream of fresh ones). Close it when done.
+ */
+export interface ObjectHandle {
+  readonly size: number;
+  /** Reads up to `length` bytes at `position` into `buffer` at `offset`; returns the count (0 at the end). */
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
  * The storage driver seam. Drivers know only keys and bytes; the content
  * store above them knows the layout. Keys are '/'-separated relative paths of
  * safe characters (see `validateKey`); every write is atomic: a reader sees
@@ -47,6 +59,8 @@ export interface StorageDriver {
   delete(key: string): Promise<void>;
   /** The names directly under a prefix (objects and sub-prefixes), sorted; empty when none. */
   list(prefix: string): Promise<string[]>;
+  /** Opens the object for positional reads, where the backend has local files; undefined when it does not exist. */
+  openHandle?(key: string): Promise<ObjectHandle | undefined>;
   /** A URL a client may be redirected to for the object, where the backend has one. */
   redirectUrl?(key: string): Promise<string | undefined>;
 }

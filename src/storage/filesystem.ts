@@ -4,7 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { StorageKeyError, validateKey, type ByteRange, type ObjectInfo, type StorageDriver } from './driver.ts';
+import { StorageKeyError, validateKey, type ByteRange, type ObjectHandle, type ObjectInfo, type StorageDriver } from './driver.ts';
 
 /** Where temporary objects live, under the root; never a visible key. */
 const tmpDirName = '_tmp';
@@ -62,6 +62,28 @@ export class FilesystemDriver implements StorageDriver {
       await fsp.rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  async openHandle(key: string): Promise<ObjectHandle | undefined> {
+    const handle = await orMissing(fsp.open(this.localPath(key), 'r'));
+    if (!handle) return undefined;
+    let size: number;
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) {
+        await handle.close();
+        return undefined;
+      }
+      size = st.size;
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    return {
+      size,
+      read: async (buffer, offset, length, position) => (await handle.read(buffer, offset, length, position)).bytesRead,
+      close: () => handle.close(),
+    };
   }
 
   async reader(key: string, range?: ByteRange): Promise<Readable | undefined> {

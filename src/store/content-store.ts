@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import type { ByteRange, ObjectInfo, StorageDriver } from '../storage/driver.ts';
+import type { ByteRange, ObjectHandle, ObjectInfo, StorageDriver } from '../storage/driver.ts';
 import { blobKey, layerLinkKey, manifestLinkKey, tagKey, tagsPrefix } from './layout.ts';
 
 /** A tag's target as stored. */
@@ -44,6 +44,15 @@ export class ContentStore {
 
   openBlob(digest: string, range?: ByteRange): Promise<Readable | undefined> {
     return this.driver.reader(blobKey(digest), range);
+  }
+
+  /** Opens a blob for positional reads, where the driver offers it (undefined when missing or not offered). */
+  async openBlobHandle(digest: string): Promise<ObjectHandle | undefined> {
+    return this.driver.openHandle?.(blobKey(digest));
+  }
+
+  get offersHandles(): boolean {
+    return this.driver.openHandle !== undefined;
   }
 
   /** Commits a verified local file as the blob with this digest (the file is consumed). */
@@ -91,6 +100,12 @@ export class ContentStore {
     const manifest = { digest, mediaType, body };
     this.manifests.set(digest, manifest);
     return manifest;
+  }
+
+  /** A manifest linked into the repository, from the in-process caches only (no I/O), or undefined. */
+  peekManifest(repo: string, digest: string): StoredManifest | undefined {
+    const cached = this.manifests.get(digest);
+    return cached && this.links.has(manifestLinkKey(repo, digest)) ? cached : undefined;
   }
 
   async getTag(repo: string, tag: string): Promise<TagLink | undefined> {
