@@ -17,7 +17,10 @@ import {
 import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy.ts';
 import { startDistribution, type DistributionUpstream } from './helpers/distribution.ts';
 import { buildImage, buildIndex, MEDIA_OCI_INDEX, pushImage, sha256 } from './helpers/images.ts';
-import { removeDir, skipUnlessTools, teardown, tempDir } from './helpers/tools.ts';
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { makeTls } from './helpers/tls.ts';
+import { removeDir, skipUnlessTools, teardown, tempDir, toolAvailable } from './helpers/tools.ts';
 
 const td = teardown();
 after(() => td.run());
@@ -205,4 +208,93 @@ void test('podman pulls from Distribution directly and through a registries.conf
   td.add(() => viaMirror.cleanup());
   assert.equal(`sha256:${viaMirror.imageId}`, image.configDigest);
   assert.ok(mirror.count({ method: 'GET', path: /^\/v2\/library\/podman\/manifests\/1$/ }) >= 1);
+});
+
+void test('skipUnlessTools skips locally and throws under CI=true', () => {
+  const saved = process.env.CI;
+  try {
+    delete process.env.CI;
+    assert.equal(skipUnlessTools('sh'), false);
+    assert.match(String(skipUnlessTools('no-such-tool-xyz')), /no-such-tool-xyz/);
+    process.env.CI = 'true';
+    assert.throws(() => skipUnlessTools('no-such-tool-xyz'), /CI=true/);
+    assert.equal(toolAvailable('no-such-tool-xyz'), false);
+  } finally {
+    if (saved === undefined) delete process.env.CI;
+    else process.env.CI = saved;
+  }
+});
+
+void test('token issuer: scopes, anonymous pull only, push for the right credentials, x5c header', { skip: skipUnlessTools('docker-registry', 'openssl'), timeout: 30_000 }, async () => {
+  const { upstream } = await tokenAuthUpstream();
+  const issuer = upstream.issuer;
+  assert.ok(issuer);
+  const url = `${issuer.realm}?service=${issuer.service}&scope=repository:a/b:pull,push&scope=repository:c:pull`;
+  const decode = (jwt: string): [Record<string, unknown>, Record<string, unknown>] => {
+    const [h = '', c = ''] = jwt.split('.');
+    return [JSON.parse(Buffer.from(h, 'base64url').toString()), JSON.parse(Buffer.from(c, 'base64url').toString())];
+  };
+  const before = issuer.tokensIssued();
+  const anon = (await (await fetch(url)).json()) as { token: string; access_token: string; expires_in: number; issued_at: string };
+  assert.equal(anon.token, anon.access_token);
+  assert.ok(anon.expires_in > 0 && !Number.isNaN(Date.parse(anon.issued_at)));
+  const [header, claims] = decode(anon.token);
+  assert.equal(header.alg, 'RS256');
+  assert.equal(header.typ, 'JWT');
+  const x5c = header.x5c as string[];
+  assert.ok(new X509Certificate(Buffer.from(x5c[0] ?? '', 'base64')).subject.includes('CN=issuer'));
+  assert.equal(claims.aud, issuer.service);
+  for (const k of ['iss', 'sub', 'exp', 'nbf', 'iat', 'jti']) assert.ok(k in claims, `claim ${k}`);
+  assert.deepEqual(claims.access, [
+    { type: 'repository', name: 'a/b', actions: ['pull'] },
+    { type: 'repository', name: 'c', actions: ['pull'] },
+  ]);
+
+  const basic = (u: string, p: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
+  const { username, password } = upstream.pushCredentials;
+  const pusher = (await (await fetch(url, { headers: basic(username, password) })).json()) as { token: string };
+  assert.deepEqual((decode(pusher.token)[1].access as Array<{ actions: string[] }>)[0]?.actions, ['pull', 'push']);
+  assert.equal((await fetch(url, { headers: basic(username, 'wrong') })).status, 401);
+  assert.equal(issuer.tokensIssued(), before + 2);
+
+  const registry = await fetch(`${upstream.url}/v2/a/b/tags/list`, { headers: { authorization: `Bearer ${anon.token}` } });
+  assert.equal(registry.status, 404, 'Distribution accepted the token (the repository just does not exist)');
+  await registry.body?.cancel();
+});
+
+void test('Distribution as a pull-through cache (proxyRemoteUrl) of the token-auth upstream', { skip: skipUnlessTools('docker-registry', 'skopeo', 'openssl'), timeout: 60_000 }, async () => {
+  const { upstream, proxy } = await tokenAuthUpstream();
+  const image = await built(buildImage({ layerSizes: [64_000] }));
+  await pushImage(image, upstream, 'team/cached:1');
+  const cache = await startDistribution({ auth: 'none', proxyRemoteUrl: proxy.url });
+  td.add(() => cache.stop());
+  proxy.reset();
+  const first = await skopeoPull(`${cache.host}/team/cached:1`);
+  td.add(() => removeDir(first.dir));
+  assert.equal(first.manifestDigest, image.manifestDigest);
+  const layerPath = new RegExp(`/blobs/${image.layers[0]?.digest}$`);
+  assert.ok(proxy.count({ method: 'GET', path: layerPath }) >= 1, 'the cache fetched the layer upstream');
+  proxy.reset();
+  const second = await skopeoPull(`${cache.host}/team/cached:1`);
+  td.add(() => removeDir(second.dir));
+  assert.equal(proxy.count({ method: 'GET', path: layerPath }), 0, 'the second pull is served from the cache');
+});
+
+void test('makeTls: Distribution over HTTPS, verified by skopeo with the CA', { skip: skipUnlessTools('docker-registry', 'skopeo', 'openssl'), timeout: 60_000 }, async () => {
+  const dir = await tempDir('tls');
+  td.add(() => removeDir(dir));
+  const tls = await makeTls(dir);
+  assert.equal(tls.caPem, await readFile(tls.caCert, 'utf8'));
+  const san = new X509Certificate(await readFile(tls.cert)).subjectAltName ?? '';
+  assert.match(san, /IP Address:127\.0\.0\.1/);
+  assert.match(san, /DNS:localhost/);
+  const secure = await startDistribution({ auth: 'none', tls: { cert: tls.cert, key: tls.key } });
+  td.add(() => secure.stop());
+  assert.ok(secure.url.startsWith('https://'));
+  const image = await built(buildImage({ layerSizes: [1000] }));
+  const creds = { host: secure.host, pushCredentials: secure.pushCredentials };
+  await pushImage(image, creds, 'tls/app:1');
+  const raw = await skopeoInspectRaw(`${secure.host}/tls/app:1`, { tlsVerify: true, certDir: tls.certDir });
+  assert.equal(sha256(raw), image.manifestDigest);
+  await assert.rejects(skopeoInspectRaw(`${secure.host}/tls/app:1`, { tlsVerify: true }), /certificate/);
 });

@@ -2,6 +2,7 @@
  * Long-running child processes (registries, containerd) that tests start and must stop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { onProcessExit } from './tools.ts';
 
 /** A started background process. */
 export interface Daemon {
@@ -13,6 +14,12 @@ export interface Daemon {
   /** SIGTERM, then SIGKILL after `graceMs` (default 5 s); resolves when it has exited. */
   stop(graceMs?: number): Promise<void>;
 }
+
+/** Daemons still running; killed when the test process exits, in case a test forgot to stop one. */
+const live = new Set<ChildProcess>();
+onProcessExit(() => {
+  for (const child of live) child.kill('SIGKILL');
+});
 
 /** Spawns `cmd` in the background with its output captured (not inherited). */
 export function spawnDaemon(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Daemon {
@@ -28,15 +35,17 @@ export function spawnDaemon(cmd: string, args: string[], opts: { env?: NodeJS.Pr
   child.stdout?.on('data', append);
   child.stderr?.on('data', append);
   let done = false;
+  live.add(child);
   const exit = new Promise<void>((resolve) => {
-    child.once('exit', () => {
+    const finish = (): void => {
       done = true;
+      live.delete(child);
       resolve();
-    });
+    };
+    child.once('exit', finish);
     child.once('error', (e) => {
       append(Buffer.from(`spawn error: ${e.message}\n`));
-      done = true;
-      resolve();
+      finish();
     });
   });
   return {

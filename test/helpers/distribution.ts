@@ -5,6 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { spawnDaemon, type Daemon } from './daemon.ts';
@@ -40,6 +42,8 @@ export interface DistributionOptions {
   proxyPassword?: string;
   /** storage.delete.enabled */
   deleteEnabled?: boolean;
+  /** Serve HTTPS with this certificate and key (PEM paths, e.g. from makeTls); url becomes https://. */
+  tls?: { cert: string; key: string };
 }
 
 const START_ATTEMPTS = 5;
@@ -64,7 +68,11 @@ export async function startDistribution(opts: DistributionOptions = {}): Promise
         delete: { enabled: opts.deleteEnabled ?? false },
         maintenance: { uploadpurging: { enabled: false } },
       },
-      http: { addr: '', secret: randomBytes(16).toString('hex') },
+      http: {
+        addr: '',
+        secret: randomBytes(16).toString('hex'),
+        ...(opts.tls ? { tls: { certificate: opts.tls.cert, key: opts.tls.key } } : {}),
+      },
     };
     if (issuer) {
       config.auth = {
@@ -77,10 +85,11 @@ export async function startDistribution(opts: DistributionOptions = {}): Promise
         ...(opts.proxyUsername !== undefined ? { username: opts.proxyUsername, password: opts.proxyPassword ?? '' } : {}),
       };
     }
-    const { daemon, port } = await startOnFreePort(dir, config);
+    const scheme = opts.tls ? 'https' : 'http';
+    const { daemon, port } = await startOnFreePort(dir, config, scheme);
     const iss = issuer;
     return {
-      url: `http://127.0.0.1:${port}`,
+      url: `${scheme}://127.0.0.1:${port}`,
       host: `127.0.0.1:${port}`,
       rootDir,
       issuer: iss,
@@ -98,7 +107,7 @@ export async function startDistribution(opts: DistributionOptions = {}): Promise
   }
 }
 
-async function startOnFreePort(dir: string, config: Record<string, unknown>): Promise<{ daemon: Daemon; port: number }> {
+async function startOnFreePort(dir: string, config: Record<string, unknown>, scheme: 'http' | 'https'): Promise<{ daemon: Daemon; port: number }> {
   const configFile = join(dir, 'config.yml');
   let lastError = '';
   for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
@@ -111,9 +120,8 @@ async function startOnFreePort(dir: string, config: Record<string, unknown>): Pr
     try {
       await waitFor(`docker-registry on port ${port}`, async () => {
         if (exited) throw new Error('exited early');
-        const res = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(1000) });
-        await res.body?.cancel();
-        return res.status === 200 || res.status === 401;
+        const status = await probe(`${scheme}://127.0.0.1:${port}/v2/`);
+        return status === 200 || status === 401;
       });
       return { daemon, port };
     } catch (e) {
@@ -122,6 +130,19 @@ async function startOnFreePort(dir: string, config: Record<string, unknown>): Pr
     }
   }
   throw new Error(`docker-registry did not start after ${START_ATTEMPTS} attempts: ${lastError}`);
+}
+
+/** The status of a GET (certificates not verified: this only checks that the server is up). */
+function probe(url: string): Promise<number> {
+  const get = url.startsWith('https:') ? httpsGet : httpGet;
+  return new Promise((resolve, reject) => {
+    const req = get(url, { rejectUnauthorized: false, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy(new Error('probe timed out')));
+    req.on('error', reject);
+  });
 }
 
 /**

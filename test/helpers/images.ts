@@ -114,6 +114,8 @@ export async function pushImage(
   const args = ['copy', '--dest-tls-verify=false', '--dest-creds', creds];
   if (image.children) args.push('--all');
   if (opts.format) args.push('--format', opts.format);
+  // Without this skopeo gzips uncompressed layers on the way to a registry (new digests).
+  if (opts.format !== 'v2s2') args.push('--preserve-digests');
   await skopeo([...args, `oci:${image.layoutDir}:${image.tag}`, dest], { timeoutMs: 300_000 });
   const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', '--creds', creds, dest]);
   return { manifestDigest: sha256(raw.stdoutBytes) };

@@ -1,7 +1,7 @@
 /**
  * A throwaway CA and a server certificate for 127.0.0.1 / localhost, made with openssl.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from './tools.ts';
 
@@ -14,6 +14,8 @@ export interface TlsFiles {
   /** Server private key (PEM). */
   key: string;
   caPem: string;
+  /** A directory holding only ca.crt, for skopeo's --cert-dir / podman's --cert-dir. */
+  certDir: string;
 }
 
 /** Makes a CA and a server certificate signed by it in `dir` (valid 2 days). */
@@ -31,5 +33,10 @@ export async function makeTls(dir: string): Promise<TlsFiles> {
     ['basicConstraints = CA:FALSE', 'keyUsage = digitalSignature, keyEncipherment', 'extendedKeyUsage = serverAuth', 'subjectAltName = IP:127.0.0.1, DNS:localhost', ''].join('\n'),
   );
   await run('openssl', ['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext]);
-  return { caCert, cert, key, caPem: await readFile(caCert, 'utf8') };
+  const caPem = await readFile(caCert, 'utf8');
+  // A separate folder: containers tools treat *.key there as client keys and want a matching *.cert.
+  const certDir = join(dir, 'client-certs');
+  await mkdir(certDir, { recursive: true });
+  await writeFile(join(certDir, 'ca.crt'), caPem);
+  return { caCert, cert, key, caPem, certDir };
 }

@@ -2,7 +2,7 @@
  * Small process and filesystem helpers shared by every test.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -34,14 +34,52 @@ export function skipUnlessTools(...names: string[]): string | false {
   return reason;
 }
 
-/** A new empty directory under os.tmpdir(), named `tender-<prefix>-XXXXXX`. */
+const exitHooks: Array<() => void> = [];
+
+/**
+ * Runs `hook` (synchronously) when the process exits, also on SIGINT/SIGTERM: the safety
+ * net for daemons and temp dirs a failed test did not get to clean up. Hooks added later
+ * run first.
+ */
+export function onProcessExit(hook: () => void): void {
+  if (exitHooks.length === 0) {
+    process.once('exit', () => {
+      for (const h of exitHooks.splice(0).reverse()) {
+        try {
+          h();
+        } catch {
+          // best effort: keep running the other hooks
+        }
+      }
+    });
+    for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      process.once(signal, () => process.exit(code));
+    }
+  }
+  exitHooks.push(hook);
+}
+
+/** Temp dirs not yet removed; swept at exit (set TENDER_KEEP_TMP=1 to keep them). */
+const liveDirs = new Set<string>();
+onProcessExit(() => {
+  if (process.env.TENDER_KEEP_TMP === '1') return;
+  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A new empty directory under os.tmpdir(), named `tender-<prefix>-XXXXXX`. Remove it with
+ * removeDir; anything left is removed when the test process exits.
+ */
 export async function tempDir(prefix: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `tender-${prefix}-`));
+  const dir = await mkdtemp(join(tmpdir(), `tender-${prefix}-`));
+  liveDirs.add(dir);
+  return dir;
 }
 
 /** Removes a directory tree; missing directories are fine. */
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  liveDirs.delete(dir);
 }
 
 export interface RunOptions {
