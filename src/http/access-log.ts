@@ -8,7 +8,11 @@ export interface AccessRecord {
   source: string | undefined;
 }
 
-export type TrackRequest = (req: IncomingMessage, res: ServerResponse) => AccessRecord;
+/**
+ * Starts tracking a request. Sets the X-Request-Id response header unless
+ * `setHeader` is false (the caller then sends `record.reqId` itself).
+ */
+export type TrackRequest = (req: IncomingMessage, res: ServerResponse, setHeader?: boolean) => AccessRecord;
 
 const idPattern = /^[\w.-]{1,64}$/;
 
@@ -23,12 +27,13 @@ export function createAccessLog(logger: Logger): TrackRequest {
   const log = logger.child({}, { redact: { paths: [] } });
   const prefix = process.pid.toString(36);
   let counter = 0;
-  return (req, res) => {
+  return (req, res, setHeader = true) => {
     const started = performance.now();
     const given = req.headers['x-request-id'];
     const reqId = typeof given === 'string' && idPattern.test(given) ? given : `${prefix}-${(++counter).toString(36)}`;
-    res.setHeader('X-Request-Id', reqId);
+    if (setHeader) res.setHeader('X-Request-Id', reqId);
     const record: AccessRecord = { reqId, source: undefined };
+    if (!log.isLevelEnabled('info')) return record;
     res.once('close', () => {
       const url = req.url ?? '';
       const q = url.indexOf('?');

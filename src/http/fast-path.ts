@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isAcceptable, parseAccept } from '../registry/mediatypes.ts';
 import { isValidName, parseReference, type Reference } from '../registry/names.ts';
 import { resolveRoute } from '../routing.ts';
+import type { StoredManifest } from '../store/content-store.ts';
 import type { TrackRequest } from './access-log.ts';
 import { manifestHeaders } from './respond.ts';
 import { manifestPath, type V2Services } from './v2.ts';
@@ -30,11 +31,7 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     const m = manifestPath.exec(q === -1 ? url : url.slice(0, q));
     if (!m) return false;
     const name = m[1]!;
-    let ns: string | undefined;
-    if (q !== -1) {
-      const params = new URLSearchParams(url.slice(q + 1));
-      ns = params.get('ns') ?? undefined;
-    }
+    const ns = q === -1 ? undefined : (new URLSearchParams(url.slice(q + 1)).get('ns') ?? undefined);
     let ref: Reference;
     let route;
     try {
@@ -46,13 +43,34 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     }
     const hit = await services.manifests.peek(route, ref);
     if (!hit || !isAcceptable(parseAccept(req.headers.accept), hit.mediaType)) return false;
-    const access = track(req, res);
+    const access = track(req, res, false);
     access.source = 'cache';
-    res.writeHead(200, {
-      ...manifestHeaders({ digest: hit.digest, mediaType: hit.mediaType, size: hit.body.length }, ref.kind === 'digest'),
-      'Docker-Distribution-API-Version': 'registry/2.0',
-    });
+    const headers = headersFor(hit, ref.kind === 'digest');
+    headers[headers.length - 1] = access.reqId;
+    res.writeHead(200, headers);
     res.end(method === 'HEAD' ? undefined : hit.body);
     return true;
   };
+}
+
+/**
+ * Response headers per cached manifest, as the flat array writeHead takes
+ * without re-validating an object's keys. Built once per manifest and kind
+ * of reference; the last value is the request id slot.
+ */
+const headerCache = new WeakMap<StoredManifest, { tag?: string[]; digest?: string[] }>();
+
+function headersFor(m: StoredManifest, byDigest: boolean): string[] {
+  let entry = headerCache.get(m);
+  if (!entry) headerCache.set(m, (entry = {}));
+  const kind = byDigest ? 'digest' : 'tag';
+  let flat = entry[kind];
+  if (!flat) {
+    const object = manifestHeaders({ digest: m.digest, mediaType: m.mediaType, size: m.body.length }, byDigest);
+    flat = Object.entries({ ...object, 'Docker-Distribution-API-Version': 'registry/2.0' }).flat();
+    flat.push('X-Request-Id', '');
+    entry[kind] = flat;
+  }
+  // A copy: the request id slot differs per response.
+  return flat.slice();
 }

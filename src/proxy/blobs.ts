@@ -186,7 +186,8 @@ export class ProxyBlobs {
       return stored;
     }
     const range = choose?.(total);
-    return { size: total, range, source, bytes: { kind: 'stream', stream: spool.reader(range) } };
+    const handle = spool.handle(range ? range.end + 1 : total);
+    return { size: total, range, source, bytes: { kind: 'handle', handle } };
   }
 
   /**

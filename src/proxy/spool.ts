@@ -1,8 +1,8 @@
 import { open, unlink, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { DigestVerifier, type Digest } from '../registry/digest.ts';
-
-const readSize = 1024 * 1024;
+import type { ObjectHandle } from '../storage/driver.ts';
 
 /** Why a spool failed, as a stable code. */
 export type SpoolFailure = 'DIGEST_MISMATCH' | 'SIZE_MISMATCH' | 'SOURCE_FAILED';
@@ -16,12 +16,16 @@ export class SpoolError extends Error {
   }
 }
 
+/** Chunks buffered before the writer waits for the disk (and batched into one writev). */
+const writeBuffer = 1024 * 1024;
+
 /**
  * A blob download in progress, written to a local temporary file while any
- * number of readers follow it, each at its own pace. A reader never delivers
- * its final byte before the whole blob has been verified against its digest,
- * so a corrupt or truncated download can only ever end a client's response
- * as an aborted one, never as a complete wrong one.
+ * number of readers follow it, each at its own pace, through positional reads
+ * that wait for the bytes to arrive. A reader never gets the final byte of
+ * what it asked for before the whole blob has been verified against its
+ * digest, so a corrupt or truncated download can only ever end a client's
+ * response as an aborted one, never as a complete wrong one.
  */
 export class Spool {
   readonly digest: Digest;
@@ -61,25 +65,33 @@ export class Spool {
   /**
    * Copies the source into the file, verifying as it goes. Resolves when the
    * blob is complete and verified; rejects (and wakes every reader with the
-   * error) otherwise. Never throws synchronously.
+   * error) otherwise.
    */
   async fill(source: Readable, expectedSize: number | undefined): Promise<void> {
     this.size = expectedSize;
     const verifier = new DigestVerifier(this.digest);
-    try {
-      for await (const chunk of source as AsyncIterable<Buffer>) {
-        if (expectedSize !== undefined && this.written + chunk.length > expectedSize) {
-          throw new SpoolError('SIZE_MISMATCH', `blob ${this.digest.value} is longer than its ${expectedSize} bytes`);
-        }
-        verifier.update(chunk);
-        let offset = 0;
-        while (offset < chunk.length) {
-          const { bytesWritten } = await this.writeFd.write(chunk, offset, chunk.length - offset, this.written);
-          offset += bytesWritten;
-          this.written += bytesWritten;
-        }
-        this.wake();
+    const append = async (chunks: Buffer[]): Promise<void> => {
+      let length = 0;
+      for (const c of chunks) length += c.length;
+      if (expectedSize !== undefined && this.written + length > expectedSize) {
+        throw new SpoolError('SIZE_MISMATCH', `blob ${this.digest.value} is longer than its ${expectedSize} bytes`);
       }
+      for (const c of chunks) verifier.update(c);
+      let pending = chunks;
+      while (pending.length > 0) {
+        const { bytesWritten } = await this.writeFd.writev(pending, this.written);
+        this.written += bytesWritten;
+        pending = afterBytes(pending, bytesWritten);
+      }
+      this.wake();
+    };
+    const sink = new Writable({
+      highWaterMark: writeBuffer,
+      write: (chunk: Buffer, _enc, cb) => append([chunk]).then(() => cb(), cb),
+      writev: (entries, cb) => append(entries.map((e) => e.chunk as Buffer)).then(() => cb(), cb),
+    });
+    try {
+      await pipeline(source, sink);
       if (expectedSize !== undefined && this.written !== expectedSize) {
         throw new SpoolError('SIZE_MISMATCH', `blob ${this.digest.value} ended after ${this.written} of ${expectedSize} bytes`);
       }
@@ -110,67 +122,40 @@ export class Spool {
   }
 
   /**
-   * A stream of the blob (or of an inclusive byte range of it) that follows
-   * the download. Holds a reference until it ends or is destroyed.
+   * A handle for one reader that will read up to `end` (exclusive; the blob's
+   * size when omitted, which must then be known). Reads wait for bytes to
+   * arrive, return short counts with what is there, hold back the byte before
+   * `end` until the blob is verified, and throw if the download fails. The
+   * handle holds a reference until closed.
    */
-  reader(range?: { start: number; end: number }): Readable {
+  handle(end?: number): ObjectHandle {
+    const limitEnd = end ?? this.size;
+    if (limitEnd === undefined) throw new Error('spool handle needs a known end');
     this.refs++;
-    let pos = range?.start ?? 0;
-    let reading = false;
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      this.release();
-    };
-    const stream: Readable = new Readable({
-      highWaterMark: readSize,
-      read: () => {
-        if (reading) return;
-        reading = true;
-        void pump().finally(() => {
-          reading = false;
-        });
-      },
-      destroy: (err, cb) => {
-        release();
-        cb(err);
-      },
-    });
-    const pump = async (): Promise<void> => {
-      while (!stream.destroyed) {
-        if (this.state === 'failed') {
-          stream.destroy(this.failure);
-          return;
-        }
-        const verified = this.state === 'verified';
-        // Exclusive end of what this reader wants, when known.
-        const wantEnd = range ? range.end + 1 : this.size;
-        if (verified && pos >= (wantEnd ?? this.written)) {
-          stream.push(null);
-          release();
-          return;
-        }
-        let canEnd = Math.min(this.written, wantEnd ?? Infinity);
-        // Hold back this reader's final byte until the whole blob is verified.
-        if (!verified && (wantEnd === undefined || canEnd >= wantEnd)) canEnd = Math.min(canEnd, (wantEnd ?? this.written) - 1);
-        if (pos < canEnd) {
-          const length = Math.min(readSize, canEnd - pos);
-          const buf = Buffer.allocUnsafe(length);
-          const { bytesRead } = await this.readFd.read(buf, 0, length, pos);
-          if (stream.destroyed) return;
-          if (bytesRead === 0) {
-            stream.destroy(new Error(`spool ${this.digest.value} read past its end`));
-            return;
+    let closed = false;
+    return {
+      size: this.size ?? limitEnd,
+      read: async (buffer, offset, length, position) => {
+        while (true) {
+          if (closed) throw new Error('spool handle is closed');
+          if (this.state === 'failed') throw this.failure;
+          if (position >= limitEnd) return 0;
+          const verified = this.state === 'verified';
+          const canEnd = verified ? limitEnd : Math.min(this.written, limitEnd - 1);
+          if (position < canEnd) {
+            const { bytesRead } = await this.readFd.read(buffer, offset, Math.min(length, canEnd - position), position);
+            return bytesRead;
           }
-          pos += bytesRead;
-          if (!stream.push(bytesRead === length ? buf : buf.subarray(0, bytesRead))) return;
-        } else {
+          if (verified) throw new Error(`spool ${this.digest.value} ended at ${this.written}, before ${limitEnd}`);
           await new Promise<void>((resolve) => this.waiters.push(resolve));
         }
-      }
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        this.release();
+      },
     };
-    return stream;
   }
 
   /** Drops a reference; the read handle closes when the last one goes. */
@@ -184,4 +169,13 @@ export class Spool {
     this.waiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** The chunks left after the first `n` bytes of them were written. */
+function afterBytes(chunks: Buffer[], n: number): Buffer[] {
+  let skip = n;
+  let i = 0;
+  while (i < chunks.length && skip >= chunks[i]!.length) skip -= chunks[i++]!.length;
+  if (i === chunks.length) return [];
+  return [chunks[i]!.subarray(skip), ...chunks.slice(i + 1)];
 }
