@@ -37,7 +37,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const root = config.storage.filesystem.root;
   const driver = checkedDriver(new FilesystemDriver({ root }));
   const store = new ContentStore(driver);
-  const meta = createMeta(config.meta);
+  const meta = await createMeta(config.meta);
   const upstreams = new Map<string, UpstreamClient>();
   for (const [name, upstreamConfig] of Object.entries(config.upstreams)) {
     upstreams.set(

@@ -47,10 +47,10 @@ void test('redis keys live under <namespace>:meta:', { skip: redisDown ? 'Redis 
 });
 
 void test('createMeta picks the configured store', async () => {
-  const memory = createMeta(configSchema.parse({}).meta);
+  const memory = await createMeta(configSchema.parse({}).meta);
   assert.ok(memory instanceof MemoryMeta);
   await memory.close();
-  const redis = createMeta(configSchema.parse({ meta: { driver: 'redis' } }).meta);
+  const redis = await createMeta(configSchema.parse({ meta: { driver: "redis" } }).meta);
   assert.ok(redis instanceof RedisMeta);
   await redis.close();
 });

@@ -4,8 +4,8 @@ import type { ObjectHandle } from '../storage/driver.ts';
 /** Size of each read; two are in flight per response, as nginx's `output_buffers 2 1m`. */
 const chunkSize = 1024 * 1024;
 const buffersPerResponse = 2;
-/** Idle buffers kept for reuse (64 MiB at most). */
-const maxPooled = 64;
+/** Idle buffers kept for reuse (16 MiB at most). */
+const maxPooled = 16;
 const pool: Buffer[] = [];
 
 function take(): Buffer {

@@ -1,14 +1,15 @@
 import type { Config } from '../config/schema.ts';
 import { MemoryMeta } from './memory.ts';
 import type { MetaStore } from './meta.ts';
-import { RedisMeta } from './redis.ts';
 
-/** The metadata store the config asks for. */
-export function createMeta(config: Config['meta']): MetaStore {
+/** The metadata store the config asks for. The Redis client is loaded only when Redis is configured. */
+export async function createMeta(config: Config['meta']): Promise<MetaStore> {
   switch (config.driver) {
     case 'memory':
       return new MemoryMeta({ maxEntries: config.memory.maxEntries });
-    case 'redis':
+    case 'redis': {
+      const { RedisMeta } = await import('./redis.ts');
       return new RedisMeta(config.redis);
+    }
   }
 }
