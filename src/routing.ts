@@ -1,5 +1,6 @@
 import { RegistryError } from './registry/errors.ts';
-import { cacheRepo } from './store/layout.ts';
+import { matchesPattern } from './auth/patterns.ts';
+import { cacheRepo, localRepo } from './store/layout.ts';
 
 /** What routing needs to know of each configured upstream. */
 export interface RouteUpstream {
@@ -10,6 +11,8 @@ export interface RouteUpstream {
 
 export interface RoutingConfig {
   upstreams: Readonly<Record<string, RouteUpstream>>;
+  /** Name patterns of local (pushable) repositories. */
+  localNamespaces: readonly string[];
   /** Upstream for names with neither prefix nor ns; '' for none. */
   defaultUpstream: string;
 }
@@ -23,9 +26,19 @@ export interface UpstreamRoute {
   name: string;
   /** The store's repository key for this content. */
   repo: string;
+  /** The name access rules see: `<upstream>/<name>`, however the request reached it. */
+  accessName: string;
 }
 
-export type Route = UpstreamRoute;
+/** A request name resolved to a local repository that accepts pushes. */
+export interface LocalRoute {
+  kind: 'local';
+  name: string;
+  repo: string;
+  accessName: string;
+}
+
+export type Route = UpstreamRoute | LocalRoute;
 
 function hostOf(url: string): string {
   return new URL(url).host.toLowerCase();
@@ -43,7 +56,7 @@ export function upstreamForNamespace(ns: string, config: RoutingConfig): string 
 function toUpstream(upstream: string, name: string, config: RoutingConfig): UpstreamRoute {
   const up = config.upstreams[upstream]!;
   const mapped = up.dockerHub && !name.includes('/') ? `library/${name}` : name;
-  return { kind: 'upstream', upstream, name: mapped, repo: cacheRepo(upstream, mapped) };
+  return { kind: 'upstream', upstream, name: mapped, repo: cacheRepo(upstream, mapped), accessName: `${upstream}/${mapped}` };
 }
 
 /**
@@ -52,8 +65,9 @@ function toUpstream(upstream: string, name: string, config: RoutingConfig): Upst
  * out. Never invents an upstream: names that match no configured upstream are
  * refused, so tender cannot be used as an open proxy.
  *
- * Order: `?ns=` (containerd mirrors send the upstream's own name) ▸ a path
- * prefix equal to an upstream key (`hub/library/nginx`) ▸ the default upstream.
+ * Order: `?ns=` (containerd mirrors send the upstream's own name) ▸ a local
+ * namespace pattern (`acme/**`) ▸ a path prefix equal to an upstream key
+ * (`hub/library/nginx`) ▸ the default upstream.
  */
 export function resolveRoute(name: string, ns: string | undefined, config: RoutingConfig): Route {
   if (ns !== undefined && ns !== '') {
@@ -65,6 +79,9 @@ export function resolveRoute(name: string, ns: string | undefined, config: Routi
       });
     }
     return toUpstream(upstream, name, config);
+  }
+  if (config.localNamespaces.some((p) => matchesPattern(name, p))) {
+    return { kind: 'local', name, repo: localRepo(name), accessName: name };
   }
   const slash = name.indexOf('/');
   if (slash > 0) {

@@ -8,6 +8,11 @@ import type { Config } from './config/schema.ts';
 import { createAccessLog } from './http/access-log.ts';
 import { createApp } from './http/app.ts';
 import { createFastPath } from './http/fast-path.ts';
+import type { V2Services } from './http/v2.ts';
+import { createAuthenticator } from './auth/authenticator.ts';
+import { LocalBlobs } from './local/blobs.ts';
+import { LocalManifests } from './local/manifests.ts';
+import { Uploads } from './local/uploads.ts';
 import { createMeta } from './meta/create.ts';
 import type { MetaStore } from './meta/meta.ts';
 import { ProxyBlobs } from './proxy/blobs.ts';
@@ -54,11 +59,33 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const blobs = new ProxyBlobs({ store, upstreams, spoolDir: join(root, '_spool'), logger });
   await blobs.init();
 
-  const services = {
-    manifests,
-    blobs,
-    routing: { upstreams: config.upstreams, defaultUpstream: config.proxy.defaultUpstream },
+  const uploads = new Uploads({ dir: join(root, '_uploads'), store, logger });
+  await uploads.init();
+  await uploads.sweep(config.uploads.maxAge);
+  const sweeper = setInterval(() => {
+    uploads.sweep(config.uploads.maxAge).catch((err: unknown) => logger.warn({ err }, 'upload sweep failed'));
+  }, Math.min(config.uploads.maxAge, 3_600_000));
+  sweeper.unref();
+
+  const routing = {
+    upstreams: config.upstreams,
+    defaultUpstream: config.proxy.defaultUpstream,
+    localNamespaces: config.local.namespaces,
+  };
+  const services: V2Services = {
+    proxy: { manifests, blobs },
+    local: { manifests: new LocalManifests(store), blobs: new LocalBlobs(store), uploads },
+    store,
+    routing,
+    access: {
+      authenticator: createAuthenticator(config.auth, logger),
+      rules: config.access,
+      groups: config.auth.groups,
+      localNamespaces: config.local.namespaces,
+    },
     tagListTtl: ttlOf('tagListTtl'),
+    deleteEnabled: config.storage.delete.enabled,
+    maxManifestSize: config.proxy.maxManifestSize,
   };
   const track = createAccessLog(logger);
   const app = createApp(services, logger, track);
@@ -107,6 +134,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       await closed;
       await Promise.race([blobs.drain(), new Promise((r) => setTimeout(r, deadline).unref())]);
       clearTimeout(timer);
+      clearInterval(sweeper);
       for (const up of upstreams.values()) up.close();
       await meta.close();
       logger.info('tender stopped');

@@ -171,9 +171,11 @@ describe('v2 HTTP API', { skip }, () => {
       ['Bad_Name/manifests/1', {}, 400, 'NAME_INVALID'],
       ['acme/app/blobs/sha256:1234', {}, 400, 'DIGEST_INVALID'],
       [`acme/app/blobs/sha256:${'0'.repeat(64)}`, {}, 404, 'BLOB_UNKNOWN'],
-      ['acme/app/manifests/1.0', { method: 'PUT', body: '{}' }, 405, 'UNSUPPORTED'],
-      ['acme/app/blobs/uploads/', { method: 'POST' }, 405, 'UNSUPPORTED'],
-      ['acme/app/manifests/1.0', { method: 'DELETE' }, 405, 'UNSUPPORTED'],
+      ['acme/app/manifests/1.0', { method: 'PUT', body: '{}' }, 403, 'DENIED'],
+      ['acme/app/blobs/uploads/', { method: 'POST' }, 403, 'DENIED'],
+      ['acme/app/manifests/1.0', { method: 'DELETE' }, 403, 'DENIED'],
+      ['acme/app/tags/list', { method: 'POST' }, 405, 'UNSUPPORTED'],
+      ['', { method: 'POST' }, 405, 'UNSUPPORTED'],
     ];
     for (const [path, init, status, code] of cases) {
       const res = await fetch(v2(path), init);

@@ -3,6 +3,8 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { createLogger } from '../log.ts';
 import { startServer } from '../server.ts';
+import { gcCommand } from './gc.ts';
+import { userCommand } from './user.ts';
 
 const program = new Command();
 program
@@ -57,4 +59,6 @@ program
     process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   });
 
+program.addCommand(userCommand());
+program.addCommand(gcCommand());
 await program.parseAsync(process.argv);

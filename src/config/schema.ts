@@ -56,6 +56,17 @@ const upstreamSchema = z.strictObject({
   insecureSkipVerify: z.boolean().default(false),
 });
 
+/** A subject list in an access rule: `$all`, `$anonymous`, `$authenticated`, user names and group names. */
+const subjects = z.array(z.string().min(1));
+
+const accessRuleSchema = z.strictObject({
+  /** Repository name pattern: `*` matches within one path component, `**` across components. */
+  repositories: z.string().min(1),
+  pull: subjects.default(['$all']),
+  push: subjects.default([]),
+  delete: subjects.default([]),
+});
+
 export const configSchema = z.strictObject({
   server: z
     .strictObject({
@@ -74,6 +85,8 @@ export const configSchema = z.strictObject({
   storage: z
     .strictObject({
       driver: z.literal('filesystem').default('filesystem'),
+      /** Whether manifests, tags and blobs of local repositories may be deleted through the API. */
+      delete: z.strictObject({ enabled: z.boolean().default(false) }).prefault({}),
       filesystem: z
         .strictObject({
           /** Data root: blobs, manifests, tags and temporary downloads live below it. */
@@ -110,6 +123,48 @@ export const configSchema = z.strictObject({
       dockerHub: true,
     },
   }),
+  /** Repositories that accept pushes, by name pattern (`acme/**`, `team/*`); everything else is proxied. */
+  local: z
+    .strictObject({
+      namespaces: z.array(z.string().min(1)).default([]),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      /** An htpasswd file with bcrypt hashes (`htpasswd -B`, `tender user add`); without one every client is anonymous. */
+      htpasswd: z.string().optional(),
+      /** The realm of the Basic challenge. */
+      realm: z.string().default('tender'),
+      /** Groups of users, usable in access rules by name. */
+      groups: z.record(z.string(), z.array(z.string())).default({}),
+      /** Failed logins allowed per client address within the window before it is refused (429). */
+      failedLogins: z
+        .strictObject({
+          max: z.number().int().min(1).default(10),
+          window: duration.default(300_000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  /**
+   * Who may pull, push and delete, by repository pattern; the first rule whose
+   * pattern matches decides. Cached repositories are named `<upstream>/<name>`.
+   */
+  access: z
+    .array(accessRuleSchema)
+    .default([{ repositories: '**', pull: ['$all'], push: ['$authenticated'], delete: ['$authenticated'] }]),
+  uploads: z
+    .strictObject({
+      /** Upload sessions untouched for this long are removed. */
+      maxAge: duration.default(86_400_000),
+    })
+    .prefault({}),
+  gc: z
+    .strictObject({
+      /** Blobs younger than this are never collected (they may belong to a push in progress). */
+      grace: duration.default(3_600_000),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -120,3 +175,4 @@ export const configSchema = z.strictObject({
 export type Config = z.output<typeof configSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+export type AccessRule = z.output<typeof accessRuleSchema>;

@@ -3,6 +3,7 @@ import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.ts';
 import type { TrackRequest } from './access-log.ts';
+import { authenticate } from './access.ts';
 import { errorMiddleware } from './errors.ts';
 import { v2Router, type V2Services } from './v2.ts';
 
@@ -27,6 +28,7 @@ export function createApp(services: V2Services, logger: Logger, track: TrackRequ
     ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
     await next();
   });
+  app.use(authenticate(services.access));
   app.use(router.routes());
   app.use(() => {
     throw new RegistryError('NOT_FOUND');

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isAcceptable, parseAccept } from '../registry/mediatypes.ts';
 import { isValidName, parseReference, type Reference } from '../registry/names.ts';
-import { resolveRoute } from '../routing.ts';
+import { authorize } from '../auth/access.ts';
+import { resolveRoute, type Route } from '../routing.ts';
 import type { StoredManifest } from '../store/content-store.ts';
 import type { TrackRequest } from './access-log.ts';
 import { manifestHeaders } from './respond.ts';
@@ -33,7 +34,7 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     const name = m[1]!;
     const ns = q === -1 ? undefined : (new URLSearchParams(url.slice(q + 1)).get('ns') ?? undefined);
     let ref: Reference;
-    let route;
+    let route: Route;
     try {
       if (!isValidName(name)) return false;
       ref = parseReference(m[2]!);
@@ -41,7 +42,11 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     } catch {
       return false;
     }
-    const hit = await services.manifests.peek(route, ref);
+    // Authenticated requests, and names anonymous clients may not pull, go through Koa's checks.
+    if (req.headers.authorization !== undefined) return false;
+    const { rules, groups } = services.access;
+    if (!authorize(undefined, route.accessName, 'pull', rules, groups).allowed) return false;
+    const hit = route.kind === 'local' ? services.local.manifests.peek(route, ref) : await services.proxy.manifests.peek(route, ref);
     if (!hit || !isAcceptable(parseAccept(req.headers.accept), hit.mediaType)) return false;
     const access = track(req, res, false);
     access.source = 'cache';

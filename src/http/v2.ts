@@ -1,139 +1,112 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { requireDigest } from '../registry/digest.ts';
 import { RegistryError } from '../registry/errors.ts';
-import { isAcceptable, parseAccept } from '../registry/mediatypes.ts';
-import { parseReference, requireName } from '../registry/names.ts';
+import { requireName } from '../registry/names.ts';
 import { paginate, parsePageSize } from '../registry/pagination.ts';
-import { parseRange } from '../registry/range.ts';
+import type { LocalBlobs } from '../local/blobs.ts';
+import type { LocalManifests } from '../local/manifests.ts';
+import type { Uploads } from '../local/uploads.ts';
 import type { ProxyBlobs } from '../proxy/blobs.ts';
 import type { ProxyManifests } from '../proxy/manifests.ts';
-import { resolveRoute, type RoutingConfig, type UpstreamRoute } from '../routing.ts';
-import { manifestHeaders, sendBlob, setContentHeaders } from './respond.ts';
+import { resolveRoute, type Route, type RoutingConfig } from '../routing.ts';
+import type { ContentStore } from '../store/content-store.ts';
+import { mayAccess, requireAccess, type AccessPolicy } from './access.ts';
+import { registerReads } from './v2-read.ts';
+import { registerWrites } from './v2-write.ts';
 
 export interface V2Services {
-  manifests: ProxyManifests;
-  blobs: ProxyBlobs;
+  proxy: { manifests: ProxyManifests; blobs: ProxyBlobs };
+  local: { manifests: LocalManifests; blobs: LocalBlobs; uploads: Uploads };
+  store: ContentStore;
   routing: RoutingConfig;
+  access: AccessPolicy;
   tagListTtl: (upstream: string) => number;
+  deleteEnabled: boolean;
+  maxManifestSize: number;
 }
 
 const name = '(.+?)';
 export const manifestPath = new RegExp(`^/v2/${name}/manifests/([^/]+)$`);
-const blobPath = new RegExp(`^/v2/${name}/blobs/([^/]+)$`);
-const uploadPath = new RegExp(`^/v2/${name}/blobs/uploads/([^/]*)$`);
-const tagsPath = new RegExp(`^/v2/${name}/tags/list$`);
+export const blobPath = new RegExp(`^/v2/${name}/blobs/([^/]+)$`);
+export const uploadPath = new RegExp(`^/v2/${name}/blobs/uploads/([^/]*)$`);
+export const tagsPath = new RegExp(`^/v2/${name}/tags/list$`);
+export const referrersPath = new RegExp(`^/v2/${name}/referrers/([^/]+)$`);
 
-const maxTagsPage = 10_000;
+const maxPage = 10_000;
 
-function param(ctx: Context, i: number): string {
+/** A capture of the route's regular expression. */
+export function param(ctx: Context, i: number): string {
   const value = (ctx.captures as string[] | undefined)?.[i];
   if (value === undefined) throw new RegistryError('NOT_FOUND');
   return value;
 }
 
-function routeOf(ctx: Context): UpstreamRoute {
-  const pathName = requireName(param(ctx, 0));
-  const ns = typeof ctx.query.ns === 'string' ? ctx.query.ns : undefined;
-  return resolveRoute(pathName, ns, ctx.state.v2.routing);
+export function queryString(ctx: Context, key: string): string | undefined {
+  const v = ctx.query[key];
+  return typeof v === 'string' ? v : undefined;
 }
 
-function readOnly(): never {
-  throw new RegistryError('UNSUPPORTED', {
-    message: 'this repository is a read-only cache of an upstream registry; pushes and deletes are not accepted',
-  });
+/** The route of the request's repository name (and containerd's ns). */
+export function routeOf(ctx: Context, services: V2Services): Route {
+  return resolveRoute(requireName(param(ctx, 0)), queryString(ctx, 'ns'), services.routing);
 }
 
-/** The Distribution v2 / OCI read API over the pull-through services. Handlers parse, call one service, set headers. */
+/** Sets a `Link: <...>; rel="next"` header for lexical pagination. */
+export function setNextLink(ctx: Context, path: string, n: number | undefined, next: string | undefined): void {
+  if (next === undefined || n === undefined) return;
+  const q = new URLSearchParams({ n: String(n), last: next });
+  const ns = queryString(ctx, 'ns');
+  if (ns) q.set('ns', ns);
+  ctx.set('Link', `<${path}?${q}>; rel="next"`);
+}
+
+/** Repository names as clients see them: local names, and `<upstream>/<name>` for cached ones. */
+async function catalogNames(store: ContentStore): Promise<string[]> {
+  const names: string[] = [];
+  for (const repo of await store.listRepositories()) {
+    if (repo.startsWith('local/')) names.push(repo.slice('local/'.length));
+    else if (repo.startsWith('cache/')) names.push(repo.slice('cache/'.length));
+  }
+  return names;
+}
+
+/**
+ * The Distribution v2 / OCI API. Handlers parse, check access, call one
+ * service, set headers; routes without a matching method answer UNSUPPORTED.
+ */
 export function v2Router(services: V2Services): Router {
   const router = new Router();
-  router.use(async (ctx, next) => {
-    ctx.state.v2 = services;
-    await next();
-  });
 
   router.get('/v2/', (ctx) => {
+    const { authenticator } = services.access;
+    if (authenticator.enabled && ctx.state.principal?.kind !== 'user') {
+      throw new RegistryError('UNAUTHORIZED', { headers: authenticator.challenge() });
+    }
     ctx.type = 'application/json';
     ctx.body = '{}';
   });
 
-  router.get(manifestPath, async (ctx) => {
-    const route = routeOf(ctx);
-    const ref = parseReference(param(ctx, 1));
-    const m = await services.manifests.get(route, ref);
-    if (!isAcceptable(parseAccept(ctx.get('Accept') || undefined), m.mediaType)) {
-      throw new RegistryError('MANIFEST_UNKNOWN', {
-        message: `manifest is of type ${m.mediaType}, which the request's Accept header does not include`,
-        detail: { mediaType: m.mediaType },
-      });
-    }
-    ctx.set(manifestHeaders(m, ref.kind === 'digest'));
-    ctx.state.access.source = m.source;
-    if (ctx.get('If-None-Match') === `"${m.digest}"`) {
-      ctx.status = 304;
-      return;
-    }
-    ctx.status = 200;
-    if (ctx.method === 'HEAD') {
-      ctx.respond = false;
-      ctx.res.end();
-      return;
-    }
-    ctx.body = await m.body();
-  });
-
-  router.get(blobPath, async (ctx) => {
-    const route = routeOf(ctx);
-    const digest = requireDigest(param(ctx, 1)).value;
-    ctx.set('Accept-Ranges', 'bytes');
-    if (ctx.method === 'HEAD') {
-      const { size, source } = await services.blobs.stat(route, digest);
-      setContentHeaders(ctx, { digest, mediaType: 'application/octet-stream', length: size, immutable: true });
-      ctx.state.access.source = source;
-      ctx.status = 200;
-      ctx.respond = false;
-      ctx.res.end();
-      return;
-    }
-    const rangeHeader = ctx.get('Range') || undefined;
-    const blob = await services.blobs.open(route, digest, (size) => parseRange(rangeHeader, size));
-    ctx.state.access.source = blob.source;
-    const { range } = blob;
-    if (range) {
-      ctx.status = 206;
-      ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
-    } else {
-      ctx.status = 200;
-    }
-    setContentHeaders(ctx, {
-      digest,
-      mediaType: 'application/octet-stream',
-      length: range ? range.end - range.start + 1 : blob.size,
-      immutable: true,
-    });
-    await sendBlob(ctx, blob);
-  });
-
-  router.get(tagsPath, async (ctx) => {
-    const pathName = requireName(param(ctx, 0));
-    const route = routeOf(ctx);
-    const n = parsePageSize(typeof ctx.query.n === 'string' ? ctx.query.n : undefined, maxTagsPage);
-    const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
-    const page = paginate(await services.manifests.tags(route, services.tagListTtl(route.upstream)), n, last);
-    if (page.next !== undefined && n !== undefined) {
-      const q = new URLSearchParams({ n: String(n), last: page.next });
-      if (typeof ctx.query.ns === 'string') q.set('ns', ctx.query.ns);
-      ctx.set('Link', `</v2/${pathName}/tags/list?${q}>; rel="next"`);
-    }
+  router.get('/v2/_catalog', async (ctx) => {
+    const n = parsePageSize(queryString(ctx, 'n'), maxPage);
+    const visible = (await catalogNames(services.store)).filter((repo) => mayAccess(ctx, services.access, repo, 'pull'));
+    const page = paginate(visible, n, queryString(ctx, 'last'));
+    setNextLink(ctx, '/v2/_catalog', n, page.next);
     ctx.type = 'application/json';
-    ctx.body = JSON.stringify({ name: pathName, tags: page.items });
+    ctx.body = JSON.stringify({ repositories: page.items });
   });
+
+  registerReads(router, services);
+  registerWrites(router, services);
 
   router.all('/v2/', () => {
     throw new RegistryError('UNSUPPORTED');
   });
-  router.all(manifestPath, readOnly);
-  router.all(blobPath, readOnly);
-  router.all(uploadPath, readOnly);
+  for (const path of [manifestPath, blobPath, uploadPath, tagsPath, referrersPath]) {
+    router.all(path, () => {
+      throw new RegistryError('UNSUPPORTED');
+    });
+  }
   return router;
 }
+
+export { maxPage, requireAccess };

@@ -13,7 +13,7 @@ import { Spool } from './spool.ts';
 import { toRegistryError } from './upstream-errors.ts';
 
 /** Where a blob response's bytes come from. */
-export type BlobSource = 'cache' | 'upstream' | 'inflight';
+export type BlobSource = 'cache' | 'upstream' | 'inflight' | 'local';
 
 /** A blob ready to send: the whole size, the range chosen, and its bytes as a stream or an open handle. */
 export interface BlobBody {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { digestOf } from '../registry/digest.ts';
 import { RegistryError } from '../registry/errors.ts';
+import type { Descriptor } from '../registry/manifest.ts';
 import type { Reference } from '../registry/names.ts';
 import type { MetaStore } from '../meta/meta.ts';
 import type { ContentStore, StoredManifest } from '../store/content-store.ts';
@@ -11,7 +12,7 @@ import { SingleFlight } from './single-flight.ts';
 import { toRegistryError } from './upstream-errors.ts';
 
 /** How a manifest response was produced. */
-export type ManifestSource = 'cache' | 'revalidated' | 'upstream' | 'stale';
+export type ManifestSource = 'cache' | 'revalidated' | 'upstream' | 'stale' | 'local';
 
 export interface ManifestResult {
   digest: string;
@@ -162,6 +163,23 @@ export class ProxyManifests {
       }
       throw toRegistryError(err, 'MANIFEST_UNKNOWN');
     }
+  }
+
+  /**
+   * Referrers of a proxied manifest, from the upstream's referrers API where
+   * it has one; an empty list where it has none (Distribution 2.8) or is down.
+   */
+  async referrers(route: UpstreamRoute, digest: string, artifactType: string | undefined): Promise<Descriptor[]> {
+    const up = this.upstream(route);
+    let found: Descriptor[] | undefined;
+    try {
+      found = await up.referrers?.(route.name, digest);
+    } catch (err) {
+      if (!(err instanceof UpstreamError) || !err.allowsStale) throw toRegistryError(err, 'MANIFEST_UNKNOWN');
+      this.o.logger.warn({ upstream: route.upstream, code: err.code }, 'referrers unavailable upstream; answering none');
+    }
+    const all = found ?? [];
+    return artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType);
   }
 
   /** Tags of a proxied repository: the upstream's list, cached; the locally known tags when it is down. */

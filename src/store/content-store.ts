@@ -1,7 +1,20 @@
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { ByteRange, ObjectHandle, ObjectInfo, StorageDriver } from '../storage/driver.ts';
-import { blobKey, layerLinkKey, manifestLinkKey, tagKey, tagsPrefix } from './layout.ts';
+import type { Descriptor } from '../registry/manifest.ts';
+import { parseDigest } from '../registry/digest.ts';
+import {
+  blobKey,
+  blobsPrefix,
+  layerLinkKey,
+  layersPrefix,
+  manifestLinkKey,
+  manifestsPrefix,
+  referrerKey,
+  referrersPrefix,
+  tagKey,
+  tagsPrefix,
+} from './layout.ts';
 
 /** A tag's target as stored. */
 export interface TagLink {
@@ -106,6 +119,104 @@ export class ContentStore {
   peekManifest(repo: string, digest: string): StoredManifest | undefined {
     const cached = this.manifests.get(digest);
     return cached && this.links.has(manifestLinkKey(repo, digest)) ? cached : undefined;
+  }
+
+  /** Removes a manifest from a repository (its bytes stay until garbage collection). */
+  async unlinkManifest(repo: string, digest: string): Promise<void> {
+    const link = manifestLinkKey(repo, digest);
+    this.links.delete(link);
+    await this.driver.delete(link);
+  }
+
+  /** Removes a blob from a repository (its bytes stay until garbage collection). */
+  async unlinkLayer(repo: string, digest: string): Promise<void> {
+    const link = layerLinkKey(repo, digest);
+    this.links.delete(link);
+    await this.driver.delete(link);
+  }
+
+  /** Records that `descriptor` (a manifest in the repository) refers to `subject`. */
+  async putReferrer(repo: string, subject: string, descriptor: Descriptor): Promise<void> {
+    await this.driver.put(referrerKey(repo, subject, descriptor.digest), JSON.stringify(descriptor));
+  }
+
+  async deleteReferrer(repo: string, subject: string, digest: string): Promise<void> {
+    await this.driver.delete(referrerKey(repo, subject, digest));
+  }
+
+  /** Descriptors of the manifests in the repository whose subject is `subject`. */
+  async listReferrers(repo: string, subject: string): Promise<Descriptor[]> {
+    const prefix = referrersPrefix(repo, subject);
+    const names = await this.driver.list(prefix);
+    const found: Descriptor[] = [];
+    for (const name of names) {
+      const body = await this.driver.get(`${prefix}/${name}`);
+      if (body) found.push(JSON.parse(body.toString('utf8')) as Descriptor);
+    }
+    return found;
+  }
+
+  /** Every manifest digest linked into the repository. */
+  async listManifests(repo: string): Promise<string[]> {
+    const prefix = manifestsPrefix(repo);
+    const digests: string[] = [];
+    for (const algorithm of await this.driver.list(prefix)) {
+      for (const hex of await this.driver.list(`${prefix}/${algorithm}`)) digests.push(`${algorithm}:${hex}`);
+    }
+    return digests;
+  }
+
+  /**
+   * Every repository key holding manifests (`local/<name>`, `cache/<upstream>/<name>`),
+   * found by walking the repository folders. With `withLayers`, also those
+   * holding only blob links (a cached repository whose manifests were never pulled).
+   */
+  async listRepositories(options: { withLayers?: boolean } = {}): Promise<string[]> {
+    const found: string[] = [];
+    const walk = async (prefix: string): Promise<void> => {
+      const children = await this.driver.list(prefix);
+      if (children.includes('_manifests') || (options.withLayers && children.includes('_layers'))) {
+        found.push(prefix.slice('repos/'.length));
+      }
+      for (const child of children) if (!child.startsWith('_')) await walk(`${prefix}/${child}`);
+    };
+    for (const top of await this.driver.list('repos')) await walk(`repos/${top}`);
+    return found.sort();
+  }
+
+  /** Every blob digest linked into the repository (its `_layers`). */
+  async listLayers(repo: string): Promise<string[]> {
+    const prefix = layersPrefix(repo);
+    const digests: string[] = [];
+    for (const algorithm of await this.driver.list(prefix)) {
+      for (const hex of await this.driver.list(`${prefix}/${algorithm}`)) digests.push(`${algorithm}:${hex}`);
+    }
+    return digests;
+  }
+
+  /** Every blob in storage (layers, configs and manifests alike), with its size and modification time. */
+  async *listBlobs(): AsyncGenerator<{ digest: string; size: number; modified: Date }> {
+    for (const algorithm of await this.driver.list(blobsPrefix)) {
+      for (const shard of await this.driver.list(`${blobsPrefix}/${algorithm}`)) {
+        for (const hex of await this.driver.list(`${blobsPrefix}/${algorithm}/${shard}`)) {
+          const digest = `${algorithm}:${hex}`;
+          if (!parseDigest(digest) || !hex.startsWith(shard)) continue;
+          const info = await this.driver.stat(blobKey(digest));
+          if (info) yield { digest, size: info.size, modified: info.modified };
+        }
+      }
+    }
+  }
+
+  /** A whole blob's bytes (for small blobs such as manifests), or undefined. */
+  getBlob(digest: string): Promise<Buffer | undefined> {
+    return this.driver.get(blobKey(digest));
+  }
+
+  /** Deletes a blob's bytes from storage (garbage collection; repository links are left alone). */
+  async deleteBlob(digest: string): Promise<void> {
+    this.manifests.delete(digest);
+    await this.driver.delete(blobKey(digest));
   }
 
   async getTag(repo: string, tag: string): Promise<TagLink | undefined> {

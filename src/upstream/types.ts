@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { Descriptor } from '../registry/manifest.ts';
 
 /** A manifest as an upstream answered it. */
 export interface UpstreamManifest {
@@ -65,6 +66,11 @@ export interface Upstream {
   headBlob(repository: string, digest: string): Promise<{ size: number | undefined }>;
   /** GET a blob as a stream (following redirects to storage hosts without credentials). */
   getBlob(repository: string, digest: string, signal?: AbortSignal): Promise<UpstreamBlob>;
+  /**
+   * Manifests whose subject is `digest` (the OCI referrers API), or
+   * undefined when the upstream does not offer that API.
+   */
+  referrers?(repository: string, digest: string): Promise<Descriptor[] | undefined>;
   /** All tags of a repository (following pagination links, bounded). */
   listTags(repository: string): Promise<string[]>;
 }

@@ -32,13 +32,23 @@ export interface TenderOptions {
   /** Reuse a data root (to test restarts); a new temp dir otherwise. */
   root?: string;
   maxManifestSize?: number;
+  /** Local (pushable) namespace patterns. */
+  local?: string[];
+  auth?: ConfigInput['auth'];
+  access?: ConfigInput['access'];
+  deleteEnabled?: boolean;
+  uploadsMaxAge?: string;
 }
 
 export async function startTender(opts: TenderOptions): Promise<TenderHandle> {
   const root = opts.root ?? (await tempDir('tender-data'));
   const config = configSchema.parse({
     server: { host: '127.0.0.1', port: 0, shutdownTimeout: '5s', ...(opts.tls ? { tls: opts.tls } : {}) },
-    storage: { filesystem: { root } },
+    storage: { filesystem: { root }, delete: { enabled: opts.deleteEnabled ?? false } },
+    local: { namespaces: opts.local ?? [] },
+    ...(opts.auth ? { auth: opts.auth } : {}),
+    ...(opts.access ? { access: opts.access } : {}),
+    ...(opts.uploadsMaxAge ? { uploads: { maxAge: opts.uploadsMaxAge } } : {}),
     meta: opts.meta ?? { driver: 'memory' },
     proxy: { defaultUpstream: opts.defaultUpstream ?? '', ...(opts.maxManifestSize ? { maxManifestSize: opts.maxManifestSize } : {}) },
     upstreams: opts.upstreams,

@@ -1,0 +1,74 @@
+/**
+ * `tender gc`: deletes blobs no manifest references any more (after deletes
+ * of local manifests), keeping cached content and recent uploads.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { parseDuration } from '../config/units.ts';
+import { createLogger } from '../log.ts';
+import { checkedDriver } from '../storage/checked.ts';
+import { FilesystemDriver } from '../storage/filesystem.ts';
+import { ContentStore } from '../store/content-store.ts';
+import { collectGarbage } from '../store/gc.ts';
+
+interface GcOptions {
+  config?: string;
+  dryRun?: boolean;
+  grace?: number;
+}
+
+export function gcCommand(): Command {
+  return new Command('gc')
+    .description('delete blobs that no manifest references (cached content and recent uploads are kept)')
+    .option('-c, --config <file>', 'YAML config file (default: $TENDER_CONFIG, else built-in defaults)')
+    .option('--dry-run', 'report what would be deleted, delete nothing')
+    .option('--grace <duration>', 'keep blobs younger than this, e.g. 30m (default: gc.grace of the config)', parseGrace)
+    .action(async (opts: GcOptions, cmd: Command) => {
+      let config;
+      try {
+        config = loadConfig({ file: opts.config ?? process.env.TENDER_CONFIG, env: process.env });
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        cmd.error(`tender: invalid configuration\n${err.message}`, { exitCode: 2 });
+      }
+      const root = config.storage.filesystem.root;
+      // Logs go to stderr: stdout carries the report.
+      const logger = createLogger({ level: config.log.level, destination: process.stderr });
+      const store = new ContentStore(checkedDriver(new FilesystemDriver({ root })));
+      const dryRun = opts.dryRun ?? false;
+      const graceMs = opts.grace ?? config.gc.grace;
+      let result;
+      try {
+        result = await collectGarbage(store, { graceMs, dryRun, logger });
+      } catch (err) {
+        cmd.error(`tender: garbage collection failed: ${err instanceof Error ? err.message : String(err)}`, { exitCode: 1 });
+      }
+      const out: string[] = [];
+      for (const blob of result.deleted) out.push(`${dryRun ? 'would delete' : 'deleted'} ${blob.digest} (${blob.size} bytes)`);
+      const count = `${result.deleted.length} blob${result.deleted.length === 1 ? '' : 's'}`;
+      const bytes = `${result.freedBytes} bytes (${formatBytes(result.freedBytes)})`;
+      out.push(
+        dryRun
+          ? `dry run: would delete ${count}, freeing ${bytes}; ${result.marked} referenced, kept`
+          : `deleted ${count}, freed ${bytes}; ${result.marked} referenced, kept`,
+      );
+      process.stdout.write(`${out.join('\n')}\n`);
+    });
+}
+
+function parseGrace(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new InvalidArgumentError('a duration such as 30s, 10m or 1h');
+  return ms;
+}
+
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
