@@ -2,7 +2,6 @@
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { createLogger } from '../log.ts';
-import { startServer } from '../server.ts';
 import { gcCommand } from './gc.ts';
 import { userCommand } from './user.ts';
 
@@ -31,6 +30,8 @@ program
   .action(async (opts: { config?: string }) => {
     const config = configFrom(opts.config);
     const logger = createLogger({ level: config.log.level });
+    // Loaded here so that operator commands (user, gc, check-config) start quickly.
+    const { startServer } = await import('../server.ts');
     const running = await startServer(config, logger);
     let stopping = false;
     const stop = (signal: string): void => {

@@ -94,6 +94,7 @@ function describe(issue: z.core.$ZodIssue, origin: (at: PropertyKey[]) => string
 function resolvePaths(config: Config, base: string): Config {
   const fs = config.storage.filesystem;
   fs.root = path.resolve(base, fs.root);
+  if (config.auth.htpasswd) config.auth.htpasswd = path.resolve(base, config.auth.htpasswd);
   if (config.server.tls) {
     config.server.tls.cert = path.resolve(base, config.server.tls.cert);
     config.server.tls.key = path.resolve(base, config.server.tls.key);
