@@ -2,6 +2,12 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { createNotifier } from './notify/notifier.ts';
+import { Metrics } from './metrics/metrics.ts';
+import { httpProbe, readinessChecks, startOpsServer } from './metrics/ops-server.ts';
+import { observeServices } from './metrics/observe.ts';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.ts';
@@ -33,6 +39,9 @@ export interface RunningServer {
   upstreams: ReadonlyMap<string, Upstream>;
   blobs: ProxyBlobs;
   meta: MetaStore;
+  metrics: Metrics;
+  /** The operations listener's base URL, when enabled. */
+  opsUrl: string | undefined;
   /** Stops accepting, lets in-flight requests and downloads finish (bounded), closes stores. */
   close(): Promise<void>;
 }
@@ -56,7 +65,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
   const ttlOf = (key: 'tagTtl' | 'tagListTtl') => (upstream: string) => config.upstreams[upstream]?.[key] ?? 0;
   const manifests = new ProxyManifests({ store, meta, upstreams, tagTtl: ttlOf('tagTtl'), logger });
-  const blobs = new ProxyBlobs({ store, upstreams, spoolDir: join(root, '_spool'), logger });
+  const metrics = new Metrics();
+  const blobs = new ProxyBlobs({
+    store,
+    upstreams,
+    spoolDir: join(root, '_spool'),
+    logger,
+    onFetched: (upstream, bytes) => metrics.upstreamFetched(upstream, bytes),
+  });
   await blobs.init();
 
   const uploads = new Uploads({ dir: join(root, '_uploads'), store, logger });
@@ -72,6 +88,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     defaultUpstream: config.proxy.defaultUpstream,
     localNamespaces: config.local.namespaces,
   };
+  const notifier = await createNotifier(config.notifications, {
+    dataDir: root,
+    redisUrl: config.meta.redis.url,
+    redisPrefix: config.meta.redis.namespace,
+    logger: logger.child({ component: 'notify' }),
+    instanceId: randomUUID(),
+    sourceAddr: `${hostname()}:${config.server.port}`,
+  });
   const services: V2Services = {
     proxy: { manifests, blobs },
     local: { manifests: new LocalManifests(store), blobs: new LocalBlobs(store), uploads },
@@ -86,8 +110,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     tagListTtl: ttlOf('tagListTtl'),
     deleteEnabled: config.storage.delete.enabled,
     maxManifestSize: config.proxy.maxManifestSize,
+    notifier,
   };
-  const track = createAccessLog(logger);
+  observeServices(metrics, { upstreams, blobs, notifier });
+  const track = createAccessLog(logger, metrics);
   const app = createApp(services, logger, track);
   const koa = app.callback();
   const fast = createFastPath(services, track);
@@ -124,6 +150,24 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const url = `${tls ? 'https' : 'http'}://${host}:${port}`;
   logger.info({ url, storage: root, meta: config.meta.driver, upstreams: [...upstreams.keys()] }, 'tender listening');
 
+  const ops = config.ops.enabled
+    ? await startOpsServer({
+        host: config.ops.host,
+        port: config.ops.port,
+        metrics,
+        logger: logger.child({ component: 'ops' }),
+        ready: readinessChecks({
+          storageRoot: root,
+          ...(config.meta.driver === 'redis' ? { redis: { ping: async () => void (await meta.get('ping')) } } : {}),
+          upstreams: Object.entries(config.upstreams).map(([name, up]) => ({
+            name,
+            probe: httpProbe(up.url, { ...(up.ca ? { ca: up.ca } : {}), insecureSkipVerify: up.insecureSkipVerify }),
+          })),
+        }),
+      })
+    : undefined;
+  if (ops) logger.info({ url: ops.url }, 'operations listener (metrics, health)');
+
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -135,10 +179,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       await Promise.race([blobs.drain(), new Promise((r) => setTimeout(r, deadline).unref())]);
       clearTimeout(timer);
       clearInterval(sweeper);
+      await ops?.close();
+      await notifier.close();
       for (const up of upstreams.values()) up.close();
       await meta.close();
       logger.info('tender stopped');
     })());
 
-  return { port, url, server, upstreams, blobs, meta, close };
+  return { port, url, server, upstreams, blobs, meta, metrics, opsUrl: ops?.url, close };
 }

@@ -44,6 +44,7 @@ describe('tender CLI', () => {
       [
         'server: { host: 127.0.0.1, port: ' + port + ', shutdownTimeout: 5s }',
         'storage: { filesystem: { root: ./data } }',
+        'ops: { port: 0 }',
         'upstreams:',
         '  hub:',
         `    url: http://127.0.0.1:${deadUpstream}`,

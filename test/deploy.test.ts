@@ -484,6 +484,7 @@ describe('the image entrypoint, outside a container', () => {
     const port = await freePort();
     const config = obj(parseYaml(await readFile(containerConfig, 'utf8')), 'config');
     obj(config.server, 'server').port = port;
+    config.ops = { ...(typeof config.ops === 'object' && config.ops !== null ? config.ops : {}), host: '127.0.0.1', port: 0 };
     obj(obj(config.storage, 'storage').filesystem, 'filesystem').root = join(work, 'data');
     const configFile = join(work, 'tender.yaml');
     await writeFile(configFile, JSON.stringify(config));

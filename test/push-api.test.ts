@@ -204,6 +204,28 @@ describe('push API', { skip }, () => {
     await (await call(alice, 'DELETE', other.headers.get('location')!)).arrayBuffer();
   });
 
+  test('an upload polled while it completes is 204 or 404, never a server error', async () => {
+    const seen = new Set<number>();
+    for (let round = 0; round < 3; round++) {
+      const blob = randomBlob(4 * 1024 * 1024);
+      const start = await call(alice, 'POST', `/v2/acme/poll-${round}/blobs/uploads/`);
+      const location = start.headers.get('location')!;
+      await (await call(alice, 'PATCH', location, { body: blob.data })).arrayBuffer();
+      let done = false;
+      const put = call(alice, 'PUT', `${location}?digest=${blob.digest}`).finally(() => (done = true));
+      const poll = async (): Promise<void> => {
+        while (!done) {
+          const res = await call(alice, 'GET', location);
+          seen.add(res.status);
+          await res.arrayBuffer();
+        }
+      };
+      await Promise.all([put, poll(), poll(), poll(), poll()]);
+      assert.equal((await put).status, 201);
+    }
+    assert.deepEqual([...seen].filter((s) => s !== 204 && s !== 404), []);
+  });
+
   test('a cross-repository mount from another local repository links the blob without an upload', async () => {
     const blob = randomBlob(20_000);
     await pushBlob(alice, 'acme/source', blob);
@@ -439,6 +461,10 @@ describe('push API', { skip }, () => {
     assert.equal(filtered.status, 200);
     assert.equal(filtered.headers.get('oci-filters-applied'), 'artifactType');
     assert.deepEqual(((await filtered.json()) as Index).manifests.map((m) => m.digest), [sbom.digest]);
+
+    assert.equal((await call(alice, 'DELETE', `/v2/acme/signed/manifests/${sig.digest}`)).status, 202);
+    const afterDelete = await call(anonymous, 'GET', `/v2/acme/signed/referrers/${subject.manifest.digest}`);
+    assert.deepEqual(((await afterDelete.json()) as Index).manifests.map((m) => m.digest), [sbom.digest], 'a deleted referrer is no longer listed');
   });
 
   test('referrers of a digest without any, and of a cached manifest, are an empty index (200)', async () => {

@@ -2,8 +2,10 @@
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { createLogger } from '../log.ts';
+import { cacheCommand } from './cache.ts';
 import { gcCommand } from './gc.ts';
 import { userCommand } from './user.ts';
+import { warmCommand } from './warm.ts';
 
 const program = new Command();
 program
@@ -62,4 +64,6 @@ program
 
 program.addCommand(userCommand());
 program.addCommand(gcCommand());
+program.addCommand(cacheCommand());
+program.addCommand(warmCommand());
 await program.parseAsync(process.argv);

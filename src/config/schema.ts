@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.ts';
+import { notificationsSchema } from '../notify/config.ts';
 
 /** A duration in the file (`30s`, `5m`, `7d` or milliseconds), in milliseconds once parsed. */
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -80,6 +81,14 @@ export const configSchema = z.strictObject({
         .optional(),
       /** How long in-flight requests get to finish on SIGTERM. */
       shutdownTimeout: duration.default(30_000),
+    })
+    .prefault({}),
+  /** The operations listener: /metrics (Prometheus), /healthz, /readyz, apart from the registry port. */
+  ops: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(5001),
     })
     .prefault({}),
   storage: z
@@ -165,6 +174,8 @@ export const configSchema = z.strictObject({
       grace: duration.default(3_600_000),
     })
     .prefault({}),
+  /** Webhooks in CNCF Distribution's envelope, delivered from a durable queue. */
+  notifications: notificationsSchema.prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

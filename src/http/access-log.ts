@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { cacheResultOf, routeLabel, type Metrics } from '../metrics/metrics.ts';
 
 /** What a handler tells the access log about its request. */
 export interface AccessRecord {
@@ -23,7 +24,7 @@ const idPattern = /^[\w.-]{1,64}$/;
  * never carry credentials, and redaction would cost more than the rest of a
  * cached manifest response.
  */
-export function createAccessLog(logger: Logger): TrackRequest {
+export function createAccessLog(logger: Logger, metrics: Metrics): TrackRequest {
   const log = logger.child({}, { redact: { paths: [] } });
   const prefix = process.pid.toString(36);
   let counter = 0;
@@ -33,15 +34,18 @@ export function createAccessLog(logger: Logger): TrackRequest {
     const reqId = typeof given === 'string' && idPattern.test(given) ? given : `${prefix}-${(++counter).toString(36)}`;
     if (setHeader) res.setHeader('X-Request-Id', reqId);
     const record: AccessRecord = { reqId, source: undefined };
-    if (!log.isLevelEnabled('info')) return record;
+    const logging = log.isLevelEnabled('info');
     res.once('close', () => {
       const url = req.url ?? '';
       const q = url.indexOf('?');
+      const path = q === -1 ? url : url.slice(0, q);
+      observe(metrics, req.method ?? 'GET', path, res, record.source, (performance.now() - started) / 1000);
+      if (!logging) return;
       log.info(
         {
           reqId,
           method: req.method,
-          path: q === -1 ? url : url.slice(0, q),
+          path,
           status: res.statusCode,
           ms: Math.round((performance.now() - started) * 10) / 10,
           source: record.source,
@@ -53,4 +57,18 @@ export function createAccessLog(logger: Logger): TrackRequest {
     });
     return record;
   };
+}
+
+/** Request, cache and byte counters for one finished request: the one place all requests pass. */
+function observe(metrics: Metrics, method: string, path: string, res: ServerResponse, source: string | undefined, seconds: number): void {
+  const route = routeLabel(path);
+  metrics.httpRequest(route, method, res.statusCode, seconds);
+  if (source === undefined || (route !== 'manifest' && route !== 'blob') || res.statusCode >= 400) return;
+  const known = ['cache', 'upstream', 'stale', 'revalidated', 'inflight', 'local'] as const;
+  const s = known.find((k) => k === source);
+  if (!s) return;
+  metrics.cacheRequest(route, cacheResultOf(s));
+  if (method !== 'GET' || !res.writableFinished) return;
+  const length = Number(res.getHeader('content-length') ?? 0);
+  metrics.served(s === 'local' ? 'local' : s === 'upstream' ? 'upstream' : 'cache', length);
 }

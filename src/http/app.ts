@@ -5,6 +5,7 @@ import { RegistryError } from '../registry/errors.ts';
 import type { TrackRequest } from './access-log.ts';
 import { authenticate } from './access.ts';
 import { errorMiddleware } from './errors.ts';
+import { notifyMiddleware } from './events.ts';
 import { v2Router, type V2Services } from './v2.ts';
 
 /** Tracks each request in the access log and exposes its record to handlers as ctx.state.access. */
@@ -29,6 +30,7 @@ export function createApp(services: V2Services, logger: Logger, track: TrackRequ
     await next();
   });
   app.use(authenticate(services.access));
+  app.use(notifyMiddleware(services.notifier));
   app.use(router.routes());
   app.use(() => {
     throw new RegistryError('NOT_FOUND');

@@ -5,6 +5,7 @@ import { authorize } from '../auth/access.ts';
 import { resolveRoute, type Route } from '../routing.ts';
 import type { StoredManifest } from '../store/content-store.ts';
 import type { TrackRequest } from './access-log.ts';
+import { emitEvent } from './events.ts';
 import { manifestHeaders } from './respond.ts';
 import { manifestPath, type V2Services } from './v2.ts';
 
@@ -54,6 +55,18 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     headers[headers.length - 1] = access.reqId;
     res.writeHead(200, headers);
     res.end(method === 'HEAD' ? undefined : hit.body);
+    if (method === 'GET') {
+      emitEvent(services.notifier, req, access.reqId, {
+        action: 'pull',
+        kind: 'manifest',
+        repository: route.accessName,
+        digest: hit.digest,
+        mediaType: hit.mediaType,
+        size: hit.body.length,
+        ...(ref.kind === 'tag' ? { tag: ref.tag } : {}),
+        ...(route.kind === 'upstream' ? { cache: 'hit' as const } : {}),
+      }, undefined);
+    }
     return true;
   };
 }

@@ -7,6 +7,7 @@ import { parseReference, requireName } from '../registry/names.ts';
 import { paginate, parsePageSize } from '../registry/pagination.ts';
 import { parseRange } from '../registry/range.ts';
 import { requireAccess } from './access.ts';
+import { cacheOutcome, type RequestEvent } from './events.ts';
 import { manifestHeaders, sendBlob, setContentHeaders } from './respond.ts';
 import {
   blobPath,
@@ -20,6 +21,19 @@ import {
   tagsPath,
   type V2Services,
 } from './v2.ts';
+
+function pullEvent(
+  repository: string,
+  kind: 'manifest' | 'blob',
+  digest: string,
+  mediaType: string,
+  size: number,
+  source: string,
+  tag: string | undefined,
+): RequestEvent {
+  const cache = cacheOutcome(source);
+  return { action: 'pull', kind, repository, digest, mediaType, size, ...(tag ? { tag } : {}), ...(cache ? { cache } : {}) };
+}
 
 function endHead(ctx: Context): void {
   ctx.status = 200;
@@ -42,6 +56,7 @@ export function registerReads(router: Router, services: V2Services): void {
     }
     ctx.set(manifestHeaders(m, ref.kind === 'digest'));
     ctx.state.access.source = m.source;
+    ctx.state.event = pullEvent(route.accessName, 'manifest', m.digest, m.mediaType, m.size, m.source, ref.kind === 'tag' ? ref.tag : undefined);
     if (ctx.get('If-None-Match') === `"${m.digest}"`) {
       ctx.status = 304;
       return;
@@ -66,6 +81,7 @@ export function registerReads(router: Router, services: V2Services): void {
     const choose = (size: number) => parseRange(rangeHeader, size);
     const blob = route.kind === 'local' ? await services.local.blobs.open(route, digest, choose) : await services.proxy.blobs.open(route, digest, choose);
     ctx.state.access.source = blob.source;
+    ctx.state.event = pullEvent(route.accessName, 'blob', digest, 'application/octet-stream', blob.size, blob.source, undefined);
     const { range } = blob;
     if (range) {
       ctx.status = 206;

@@ -6,6 +6,7 @@ import { parseReference, requireName } from '../registry/names.ts';
 import { resolveRoute, type LocalRoute, type Route } from '../routing.ts';
 import { rangeHeaders } from '../local/uploads.ts';
 import { requireAccess } from './access.ts';
+import type { RequestEvent } from './events.ts';
 import { hasBody, readBody } from './body.ts';
 import { blobPath, manifestPath, param, queryString, routeOf, uploadPath, type V2Services } from './v2.ts';
 
@@ -32,6 +33,10 @@ function chunkStart(ctx: Context): number | undefined {
     throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'invalid Content-Range', detail: { contentRange: header } });
   }
   return Number(m[1]);
+}
+
+function blobPushed(route: LocalRoute, digest: string): RequestEvent {
+  return { action: 'push', kind: 'blob', repository: route.name, digest, mediaType: 'application/octet-stream' };
 }
 
 function created(ctx: Context, location: string, digest: string): void {
@@ -66,6 +71,7 @@ export function registerWrites(router: Router, services: V2Services): void {
       if (source) {
         requireAccess(ctx, services.access, source, 'pull');
         if (await services.local.blobs.mount(route, digest, source)) {
+          ctx.state.event = { action: 'mount', kind: 'blob', repository: route.name, digest, fromRepository: source.accessName } satisfies RequestEvent;
           return created(ctx, `/v2/${route.name}/blobs/${digest}`, digest);
         }
       }
@@ -79,6 +85,7 @@ export function registerWrites(router: Router, services: V2Services): void {
         await uploads.cancel(route, id).catch(() => undefined);
         throw err;
       }
+      ctx.state.event = blobPushed(route, digest);
       return created(ctx, `/v2/${route.name}/blobs/${digest}`, digest);
     }
     accepted(ctx, route, id, 0);
@@ -97,6 +104,7 @@ export function registerWrites(router: Router, services: V2Services): void {
     const digest = queryString(ctx, 'digest');
     if (!digest) throw new RegistryError('DIGEST_INVALID', { message: 'the digest query parameter is required' });
     await uploads.complete(route, id, digest, hasBody(ctx) ? ctx.req : undefined);
+    ctx.state.event = blobPushed(route, digest);
     created(ctx, `/v2/${route.name}/blobs/${digest}`, digest);
   });
 
@@ -120,13 +128,30 @@ export function registerWrites(router: Router, services: V2Services): void {
     const contentType = ctx.get('Content-Type').split(';')[0]!.trim() || undefined;
     const pushed = await services.local.manifests.put(route, ref, body, contentType);
     if (pushed.subject) ctx.set('OCI-Subject', pushed.subject);
+    ctx.state.event = {
+      action: 'push',
+      kind: 'manifest',
+      repository: route.name,
+      digest: pushed.digest,
+      mediaType: pushed.mediaType,
+      size: body.length,
+      ...(ref.kind === 'tag' ? { tag: ref.tag } : {}),
+      references: pushed.references,
+    } satisfies RequestEvent;
     created(ctx, `/v2/${route.name}/manifests/${pushed.digest}`, pushed.digest);
   });
 
   router.delete(manifestPath, async (ctx) => {
     const route = localRoute(ctx, services, 'delete');
     requireDeletes(services);
-    await services.local.manifests.delete(route, parseReference(param(ctx, 1)));
+    const ref = parseReference(param(ctx, 1));
+    await services.local.manifests.delete(route, ref);
+    ctx.state.event = {
+      action: 'delete',
+      kind: 'manifest',
+      repository: route.name,
+      ...(ref.kind === 'digest' ? { digest: ref.digest } : { tag: ref.tag }),
+    } satisfies RequestEvent;
     ctx.status = 202;
     ctx.body = '';
   });
@@ -134,7 +159,9 @@ export function registerWrites(router: Router, services: V2Services): void {
   router.delete(blobPath, async (ctx) => {
     const route = localRoute(ctx, services, 'delete');
     requireDeletes(services);
-    await services.local.blobs.delete(route, requireDigest(param(ctx, 1)).value);
+    const digest = requireDigest(param(ctx, 1)).value;
+    await services.local.blobs.delete(route, digest);
+    ctx.state.event = { action: 'delete', kind: 'blob', repository: route.name, digest } satisfies RequestEvent;
     ctx.status = 202;
     ctx.body = '';
   });

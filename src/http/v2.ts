@@ -10,6 +10,7 @@ import type { ProxyBlobs } from '../proxy/blobs.ts';
 import type { ProxyManifests } from '../proxy/manifests.ts';
 import { resolveRoute, type Route, type RoutingConfig } from '../routing.ts';
 import type { ContentStore } from '../store/content-store.ts';
+import type { Notifier } from '../notify/notifier.ts';
 import { mayAccess, requireAccess, type AccessPolicy } from './access.ts';
 import { registerReads } from './v2-read.ts';
 import { registerWrites } from './v2-write.ts';
@@ -23,6 +24,7 @@ export interface V2Services {
   tagListTtl: (upstream: string) => number;
   deleteEnabled: boolean;
   maxManifestSize: number;
+  notifier: Notifier;
 }
 
 const name = '(.+?)';

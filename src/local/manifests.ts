@@ -9,6 +9,9 @@ import type { ContentStore, StoredManifest } from '../store/content-store.ts';
 
 export interface PushedManifest {
   digest: string;
+  mediaType: string;
+  /** What the manifest refers to (children, config, layers). */
+  references: Descriptor[];
   /** The subject's digest, when the manifest has one (sent back as OCI-Subject). */
   subject: string | undefined;
 }
@@ -82,7 +85,7 @@ export class LocalManifests {
       if (parsed.annotations) descriptor.annotations = parsed.annotations;
       await this.store.putReferrer(route.repo, parsed.subject.digest, descriptor);
     }
-    return { digest, subject: parsed.subject?.digest };
+    return { digest, mediaType: parsed.mediaType, references: [...parsed.manifests, ...parsed.blobs], subject: parsed.subject?.digest };
   }
 
   async tags(route: LocalRoute): Promise<string[]> {

@@ -83,7 +83,13 @@ export class Uploads {
   /** The session's bytes so far; BLOB_UPLOAD_UNKNOWN when it does not exist in this repository. */
   async offset(route: LocalRoute, id: string): Promise<number> {
     await this.state(route, id);
-    return (await stat(this.dataPath(id))).size;
+    try {
+      return (await stat(this.dataPath(id))).size;
+    } catch (err) {
+      // Completed (its bytes committed) or cancelled between the two reads, or a crash between those steps.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { id } });
+      throw err;
+    }
   }
 
   private async state(route: LocalRoute, id: string): Promise<UploadState> {

@@ -42,6 +42,8 @@ interface Flight {
   ready: Promise<FlightReady>;
   /** Settles when the download is verified and committed, or failed. */
   done: Promise<void>;
+  /** Clients currently reading it. */
+  readers: number;
 }
 
 export interface ProxyBlobsOptions {
@@ -50,6 +52,8 @@ export interface ProxyBlobsOptions {
   /** A local folder for downloads in progress. */
   spoolDir: string;
   logger: Logger;
+  /** Told how many bytes each download took from its upstream (for metrics). */
+  onFetched?: (upstream: string, bytes: number) => void;
 }
 
 /**
@@ -63,12 +67,14 @@ export class ProxyBlobs {
   private readonly spoolDir: string;
   private readonly logger: Logger;
   private readonly flights = new Map<string, Flight>();
+  private readonly onFetched: ((upstream: string, bytes: number) => void) | undefined;
 
   constructor(options: ProxyBlobsOptions) {
     this.store = options.store;
     this.upstreams = options.upstreams;
     this.spoolDir = options.spoolDir;
     this.logger = options.logger;
+    this.onFetched = options.onFetched;
   }
 
   /** Prepares the spool folder, removing downloads a previous process left behind. */
@@ -80,6 +86,13 @@ export class ProxyBlobs {
   /** Downloads in progress (for metrics and tests). */
   get inflight(): number {
     return this.flights.size;
+  }
+
+  /** Clients reading downloads in progress (for metrics). */
+  get waiters(): number {
+    let n = 0;
+    for (const f of this.flights.values()) n += f.readers;
+    return n;
   }
 
   /** Waits for every download in progress to settle. */
@@ -186,7 +199,21 @@ export class ProxyBlobs {
       return stored;
     }
     const range = choose?.(total);
-    const handle = spool.handle(range ? range.end + 1 : total);
+    const inner = spool.handle(range ? range.end + 1 : total);
+    const reading = flight;
+    reading.readers++;
+    let closed = false;
+    const handle: ObjectHandle = {
+      size: inner.size,
+      read: (buffer, offset, length, position) => inner.read(buffer, offset, length, position),
+      close: async () => {
+        if (!closed) {
+          closed = true;
+          reading.readers--;
+        }
+        await inner.close();
+      },
+    };
     return { size: total, range, source, bytes: { kind: 'handle', handle } };
   }
 
@@ -205,7 +232,7 @@ export class ProxyBlobs {
     });
     // The flight's own failure reaches clients through `ready` and the readers.
     ready.catch(() => undefined);
-    const flight: Flight = { repo: route.repo, ready, done: Promise.resolve() };
+    const flight: Flight = { repo: route.repo, ready, done: Promise.resolve(), readers: 0 };
     this.flights.set(digest, flight);
     const log = this.logger.child({ digest, upstream: route.upstream, repository: route.name });
     flight.done = (async () => {
@@ -237,6 +264,7 @@ export class ProxyBlobs {
         if (spool) await unlink(spool.path).catch(() => undefined);
       } finally {
         this.flights.delete(digest);
+        if (spool) this.onFetched?.(route.upstream, spool.bytesWritten);
         spool?.release();
       }
     })();

@@ -31,6 +31,11 @@ export interface ProxyManifestsOptions {
   tagTtl: (upstream: string) => number;
   logger: Logger;
   now?: () => number;
+  /**
+   * True while an upstream's remaining pull quota is low (cache/quota.ts):
+   * its cached tags are then served without revalidation.
+   */
+  quotaGuard?: (upstream: string) => boolean;
 }
 
 /**
@@ -87,8 +92,8 @@ export class ProxyManifests {
       source,
       body: async () => {
         const m = await store.getManifest(route.repo, t.digest);
-        if (!m) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { digest: t.digest } });
-        return m.body;
+        // Evicted since the tag was looked up: digests are immutable, so fetch it again by digest.
+        return m ? m.body : (await this.byDigest(route, t.digest)).body();
       },
     };
   }
@@ -127,6 +132,11 @@ export class ProxyManifests {
     if (!current) {
       const link = await this.o.store.getTag(route.repo, tag);
       if (link) current = { ...link, checkedAt: 0, freshUntil: 0 };
+    }
+    if (current && this.o.quotaGuard?.(route.upstream) && (await this.o.store.getManifest(route.repo, current.digest))) {
+      log.debug({ digest: current.digest }, 'upstream pull quota low; serving cached tag without revalidation');
+      await this.o.meta.set(key, staleRetryLater(current, now, ttl));
+      return this.fromStore(route, current, 'stale');
     }
     const up = this.upstream(route);
     try {
@@ -201,6 +211,7 @@ export class ProxyManifests {
   }
 }
 
-function tagMetaKey(route: UpstreamRoute, tag: string): string {
+/** Where a cached tag's freshness (TagState) is kept in the metadata store; eviction drops it with the tag. */
+export function tagMetaKey(route: Pick<UpstreamRoute, 'repo'>, tag: string): string {
   return `tag:${route.repo}:${tag}`;
 }

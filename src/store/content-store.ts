@@ -12,6 +12,7 @@ import {
   manifestsPrefix,
   referrerKey,
   referrersPrefix,
+  repoKey,
   tagKey,
   tagsPrefix,
 } from './layout.ts';
@@ -219,6 +220,29 @@ export class ContentStore {
     await this.driver.delete(blobKey(digest));
   }
 
+  /** When the manifest was linked into the repository (its link's modification time), or undefined. */
+  statManifestLink(repo: string, digest: string): Promise<ObjectInfo | undefined> {
+    return this.driver.stat(manifestLinkKey(repo, digest));
+  }
+
+  /** When the blob was linked into the repository, or undefined. */
+  statLayerLink(repo: string, digest: string): Promise<ObjectInfo | undefined> {
+    return this.driver.stat(layerLinkKey(repo, digest));
+  }
+
+  /** The repository's access record (`<repo>/_access`, kept by cache/access-times.ts), or undefined. */
+  getAccessRecord(repo: string): Promise<Buffer | undefined> {
+    return this.driver.get(accessRecordKey(repo));
+  }
+
+  async putAccessRecord(repo: string, body: string): Promise<void> {
+    await this.driver.put(accessRecordKey(repo), body);
+  }
+
+  async deleteAccessRecord(repo: string): Promise<void> {
+    await this.driver.delete(accessRecordKey(repo));
+  }
+
   async getTag(repo: string, tag: string): Promise<TagLink | undefined> {
     const body = await this.driver.get(tagKey(repo, tag));
     return body ? (JSON.parse(body.toString('utf8')) as TagLink) : undefined;
@@ -235,4 +259,9 @@ export class ContentStore {
   listTags(repo: string): Promise<string[]> {
     return this.driver.list(tagsPrefix(repo));
   }
+}
+
+/** `repos/<repo>/_access`: last access times of the repository's manifests and blobs (cached repositories only). */
+function accessRecordKey(repo: string): string {
+  return `${repoKey(repo)}/_access`;
 }

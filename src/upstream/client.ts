@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
+import type { Descriptor } from '../registry/manifest.ts';
 import type { Logger } from 'pino';
 import type { UpstreamConfig } from '../config/schema.ts';
 import type { MetaStore } from '../meta/meta.ts';
@@ -218,6 +219,28 @@ export function createUpstream(name: string, config: UpstreamConfig, deps: Upstr
         res.stream.once('end', release).once('error', release).once('close', release);
         return { size: contentLength(res.headers), stream: res.stream };
       }, signal);
+    },
+
+    referrers(repository, digest): Promise<Descriptor[] | undefined> {
+      return withRetries(() =>
+        withSlot(async () => {
+          const url = endpoint(base, `${repository}/referrers/${digest}`);
+          let res: Opened;
+          try {
+            res = await request({ method: 'GET', repository, url, accept: 'application/vnd.oci.image.index.v1+json' });
+            expectOk(res);
+          } catch (err) {
+            // Registries without the referrers API answer 404 (or 405): there is nothing to forward.
+            if (err instanceof UpstreamError && (err.code === 'NOT_FOUND' || err.status === 405)) return undefined;
+            throw err;
+          }
+          const body = parseJson(await readBody(name, res, deps.maxManifestSize)) as { manifests?: unknown } | null | undefined;
+          if (typeof body !== 'object' || body === null || !Array.isArray(body.manifests)) {
+            throw new UpstreamError('INVALID', name, `${describe(name, 'GET', res.url)}: not an image index`);
+          }
+          return body.manifests as Descriptor[];
+        }),
+      );
     },
 
     async listTags(repository): Promise<string[]> {

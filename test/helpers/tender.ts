@@ -38,12 +38,15 @@ export interface TenderOptions {
   access?: ConfigInput['access'];
   deleteEnabled?: boolean;
   uploadsMaxAge?: string;
+  notifications?: ConfigInput['notifications'];
 }
 
 export async function startTender(opts: TenderOptions): Promise<TenderHandle> {
   const root = opts.root ?? (await tempDir('tender-data'));
   const config = configSchema.parse({
     server: { host: '127.0.0.1', port: 0, shutdownTimeout: '5s', ...(opts.tls ? { tls: opts.tls } : {}) },
+    ops: { host: '127.0.0.1', port: 0 },
+    ...(opts.notifications ? { notifications: opts.notifications } : {}),
     storage: { filesystem: { root }, delete: { enabled: opts.deleteEnabled ?? false } },
     local: { namespaces: opts.local ?? [] },
     ...(opts.auth ? { auth: opts.auth } : {}),
