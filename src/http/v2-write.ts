@@ -32,6 +32,13 @@ function chunkStart(ctx: Context): number | undefined {
   if (!m || Number(m[2]) < Number(m[1])) {
     throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'invalid Content-Range', detail: { contentRange: header } });
   }
+  const length = ctx.get('Content-Length');
+  if (length !== '' && Number(length) !== Number(m[2]) - Number(m[1]) + 1) {
+    throw new RegistryError('RANGE_INVALID', {
+      message: `Content-Range ${header} does not match Content-Length ${length}`,
+      detail: { contentRange: header, contentLength: length },
+    });
+  }
   return Number(m[1]);
 }
 

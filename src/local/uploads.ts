@@ -194,9 +194,17 @@ export class Uploads {
   /** Removes sessions untouched for longer than maxAgeMs (and stray files); returns how many. */
   async sweep(maxAgeMs: number, now = Date.now()): Promise<number> {
     let removed = 0;
+    const seen = new Set<string>();
     for (const name of await readdir(this.dir)) {
       const id = name.replace(/\.(data|json)$/, '');
-      if (!idPattern.test(id) || !name.endsWith('.json')) continue;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      if (!idPattern.test(id)) {
+        // A state file's temporary copy left by a crash mid-write.
+        const age = await stat(join(this.dir, name)).then((s) => now - s.mtimeMs, () => 0);
+        if (age > maxAgeMs) await rm(join(this.dir, name), { force: true });
+        continue;
+      }
       const touched = await Promise.all([this.statePath(id), this.dataPath(id)].map((p) => stat(p).then((s) => s.mtimeMs, () => 0)));
       if (now - Math.max(...touched) > maxAgeMs) {
         await this.locked(id, () => this.remove(id));
