@@ -7,7 +7,8 @@ import { hostname } from 'node:os';
 import { createNotifier } from './notify/notifier.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { httpProbe, readinessChecks, startOpsServer } from './metrics/ops-server.ts';
-import { observeServices } from './metrics/observe.ts';
+import { observeServices, observeStorage } from './metrics/observe.ts';
+import { scanCache } from './cache/inventory.ts';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.ts';
@@ -16,13 +17,18 @@ import { createApp } from './http/app.ts';
 import { createFastPath } from './http/fast-path.ts';
 import type { V2Services } from './http/v2.ts';
 import { createAuthenticator } from './auth/authenticator.ts';
+import { AccessTimes } from './cache/access-times.ts';
+import { startEvictionSchedule, type EvictionSchedule } from './cache/eviction-schedule.ts';
+import { Pins } from './cache/pins.ts';
+import { createQuotaGuard } from './cache/quota.ts';
+import { TrackedProxyBlobs, TrackedProxyManifests } from './cache/tracked.ts';
+import { startWarmSchedule } from './cache/warm-schedule.ts';
 import { LocalBlobs } from './local/blobs.ts';
 import { LocalManifests } from './local/manifests.ts';
 import { Uploads } from './local/uploads.ts';
 import { createMeta } from './meta/create.ts';
 import type { MetaStore } from './meta/meta.ts';
 import { ProxyBlobs } from './proxy/blobs.ts';
-import { ProxyManifests } from './proxy/manifests.ts';
 import { checkedDriver } from './storage/checked.ts';
 import { FilesystemDriver } from './storage/filesystem.ts';
 import { ContentStore } from './store/content-store.ts';
@@ -39,6 +45,13 @@ export interface RunningServer {
   upstreams: ReadonlyMap<string, Upstream>;
   blobs: ProxyBlobs;
   meta: MetaStore;
+  /** The server's content store (eviction must use this one: its in-process caches see the removals). */
+  store: ContentStore;
+  accessTimes: AccessTimes;
+  /** Blobs being served or fetched: eviction leaves them alone. */
+  pins: Pins;
+  /** The eviction schedule, when cache.budget or cache.maxUnused is set. */
+  eviction: EvictionSchedule | undefined;
   metrics: Metrics;
   /** The operations listener's base URL, when enabled. */
   opsUrl: string | undefined;
@@ -64,16 +77,28 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     );
   }
   const ttlOf = (key: 'tagTtl' | 'tagListTtl') => (upstream: string) => config.upstreams[upstream]?.[key] ?? 0;
-  const manifests = new ProxyManifests({ store, meta, upstreams, tagTtl: ttlOf('tagTtl'), logger });
+  const accessTimes = new AccessTimes({ store, logger });
+  await accessTimes.load();
+  accessTimes.start(config.cache.accessFlushInterval);
+  const pins = new Pins();
+  const quotaGuard = createQuotaGuard({ upstreams, threshold: (u) => config.upstreams[u]?.quotaGuard ?? 0 });
+  const manifests = new TrackedProxyManifests({ store, meta, upstreams, tagTtl: ttlOf('tagTtl'), logger, quotaGuard, accessTimes });
   const metrics = new Metrics();
-  const blobs = new ProxyBlobs({
+  const blobs = new TrackedProxyBlobs({
     store,
     upstreams,
     spoolDir: join(root, '_spool'),
     logger,
     onFetched: (upstream, bytes) => metrics.upstreamFetched(upstream, bytes),
+    accessTimes,
+    pins,
   });
   await blobs.init();
+  const { budget, maxUnused, evictInterval } = config.cache;
+  const eviction =
+    budget !== undefined || maxUnused !== undefined
+      ? startEvictionSchedule({ store, accessTimes, pins, meta, budgetBytes: budget, maxUnusedMs: maxUnused, intervalMs: evictInterval, logger })
+      : undefined;
 
   const uploads = new Uploads({ dir: join(root, '_uploads'), store, logger });
   await uploads.init();
@@ -113,6 +138,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     notifier,
   };
   observeServices(metrics, { upstreams, blobs, notifier });
+  const stopStorageGauge = observeStorage(
+    metrics,
+    async () => {
+      const inventory = await scanCache(store, undefined);
+      let cached = 0;
+      let local = 0;
+      for (const [digest, size] of inventory.sizes) if (!inventory.local.has(digest)) cached += size;
+      for (const digest of inventory.local) local += (await store.statBlob(digest))?.size ?? 0;
+      return { cached, local };
+    },
+    300_000,
+    (err) => logger.warn({ err }, 'storage size measurement failed'),
+  );
   const track = createAccessLog(logger, metrics);
   const app = createApp(services, logger, track);
   const koa = app.callback();
@@ -167,11 +205,23 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       })
     : undefined;
   if (ops) logger.info({ url: ops.url }, 'operations listener (metrics, health)');
+  const warmer =
+    config.warm.images.length > 0
+      ? startWarmSchedule({
+          baseUrl: url,
+          images: config.warm.images,
+          platforms: config.warm.platforms,
+          intervalMs: config.warm.interval,
+          creds: config.warm.credentials,
+          logger,
+        })
+      : undefined;
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       const deadline = config.server.shutdownTimeout;
+      await warmer?.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), deadline);
@@ -179,6 +229,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       await Promise.race([blobs.drain(), new Promise((r) => setTimeout(r, deadline).unref())]);
       clearTimeout(timer);
       clearInterval(sweeper);
+      stopStorageGauge();
+      await eviction?.stop();
+      await accessTimes.close().catch((err: unknown) => logger.warn({ err }, 'access times flush failed'));
       await ops?.close();
       await notifier.close();
       for (const up of upstreams.values()) up.close();
@@ -186,5 +239,5 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       logger.info('tender stopped');
     })());
 
-  return { port, url, server, upstreams, blobs, meta, metrics, opsUrl: ops?.url, close };
+  return { port, url, server, upstreams, blobs, meta, store, accessTimes, pins, eviction, metrics, opsUrl: ops?.url, close };
 }

@@ -70,8 +70,13 @@ export async function evict(store: ContentStore, accessTimes: AccessTimes | unde
       continue;
     }
     remaining.delete(id);
-    await removeUnit(store, unit, byRepo.get(unit.repo) ?? [], remaining, options);
-    accessTimes?.forget(unit.repo, [...unit.manifests, ...unit.blobs]);
+    const linkedInUse = await removeUnit(store, unit, byRepo.get(unit.repo) ?? [], remaining, options);
+    accessTimes?.forget(
+      unit.repo,
+      [...unit.manifests, ...unit.blobs].filter((d) => !linkedInUse.includes(d)),
+    );
+    // A loose blob left behind keeps its image's age, so the next run takes it first.
+    for (const d of linkedInUse) accessTimes?.touchBlob(unit.repo, d, unit.lastAccess);
     result.evicted.push({ repo: unit.repo, kind: unit.kind, digest: unit.digest, tags: unit.tags, lastAccess: unit.lastAccess });
     log?.debug({ repo: unit.repo, digest: unit.digest, tags: unit.tags, lastAccess: new Date(unit.lastAccess).toISOString() }, 'evicted from cache');
   }
@@ -115,14 +120,18 @@ function touchedSince(unit: CacheUnit, accessTimes: AccessTimes | undefined, sin
   return unit.manifests.some((d) => (accessTimes.manifestAccess(unit.repo, d) ?? 0) >= since);
 }
 
-/** Removes a unit's tags and the links of its repository (`repoUnits`) that no remaining unit there holds. */
+/**
+ * Removes a unit's tags and the links of its repository (`repoUnits`) that
+ * no remaining unit there holds; returns the blobs whose links stayed because
+ * they were in use.
+ */
 async function removeUnit(
   store: ContentStore,
   unit: CacheUnit,
   repoUnits: readonly CacheUnit[],
   remaining: ReadonlySet<string>,
   { pinned, meta }: Pick<EvictOptions, 'pinned' | 'meta'>,
-): Promise<void> {
+): Promise<string[]> {
   const heldManifests = new Set<string>();
   const heldBlobs = new Set<string>();
   for (const u of repoUnits) {
@@ -140,7 +149,13 @@ async function removeUnit(
   }
   for (const d of unit.manifests) if (!heldManifests.has(d)) await store.unlinkManifest(unit.repo, d);
   // A blob in use keeps its link: the next run finds it as a loose blob and collects it then.
-  for (const d of unit.blobs) if (!heldBlobs.has(d) && !pinned(d)) await store.unlinkLayer(unit.repo, d);
+  const linkedInUse: string[] = [];
+  for (const d of unit.blobs) {
+    if (heldBlobs.has(d)) continue;
+    if (pinned(d)) linkedInUse.push(d);
+    else await store.unlinkLayer(unit.repo, d);
+  }
   // After the links: a freshness entry set meanwhile by a revalidation is dropped too.
   for (const tag of removedTags) await meta?.delete(tagMetaKey(unit, tag));
+  return linkedInUse;
 }

@@ -98,6 +98,8 @@ function barReporter(): Reporter {
     cliProgress.Presets.shades_classic,
   );
   const active = new Map<string, { bar: cliProgress.SingleBar; bytes: number; blobsDone: number }>();
+  /** Printed once the bars are done, so they do not tear the display. */
+  const errors: string[] = [];
   return {
     onProgress(e) {
       switch (e.kind) {
@@ -127,12 +129,13 @@ function barReporter(): Reporter {
           break;
         }
         case 'error':
-          bars.log(`${e.image}: failed: ${e.message}\n`);
+          errors.push(`${e.image}: failed: ${e.message}\n`);
           break;
       }
     },
     finish() {
       bars.stop();
+      for (const line of errors) process.stderr.write(line);
     },
   };
 }

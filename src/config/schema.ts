@@ -55,6 +55,12 @@ const upstreamSchema = z.strictObject({
   ca: z.string().optional(),
   /** Skip TLS verification of this upstream. Never in production. */
   insecureSkipVerify: z.boolean().default(false),
+  /**
+   * When fewer pulls than this remain of the upstream's quota (its
+   * `ratelimit-remaining` header), cached tags are served without
+   * revalidation until the quota window resets. 0 turns the guard off.
+   */
+  quotaGuard: z.number().int().min(0).default(0),
 });
 
 /** A subject list in an access rule: `$all`, `$anonymous`, `$authenticated`, user names and group names. */
@@ -166,6 +172,32 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Upload sessions untouched for this long are removed. */
       maxAge: duration.default(86_400_000),
+    })
+    .prefault({}),
+  /** The cache of upstream content: its size budget and age limit (local content is never evicted). */
+  cache: z
+    .strictObject({
+      /** Most bytes of cached upstream content to keep; least recently used images go first. Unset: no limit. */
+      budget: size.optional(),
+      /** Cached content unused for this long is evicted. Unset: no age limit. */
+      maxUnused: duration.optional(),
+      /** How often eviction runs (when a budget or age limit is set). */
+      evictInterval: duration.default(600_000),
+      /** How often last-access times are written to storage. */
+      accessFlushInterval: duration.default(30_000),
+    })
+    .prefault({}),
+  /** Images kept warm: pulled through tender shortly after start, then on a schedule. */
+  warm: z
+    .strictObject({
+      /** Names as clients pull them from tender, e.g. `hub/library/alpine:3.20`. */
+      images: z.array(z.string().min(1)).default([]),
+      /** Platforms to warm from multi-platform images (`linux/amd64`, `linux/arm/v7`); empty: all. */
+      platforms: z.array(z.string().regex(/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/, 'a platform is os/arch[/variant]')).default([]),
+      /** Time between warm runs. */
+      interval: duration.default(21_600_000),
+      /** `user:password` for tender's own Basic authentication, when anonymous clients may not pull these images. */
+      credentials: z.string().optional(),
     })
     .prefault({}),
   gc: z

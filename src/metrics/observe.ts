@@ -36,3 +36,29 @@ export function observeServices(
     }
   });
 }
+
+/**
+ * Measures storage by kind every `intervalMs` (a walk of the cache
+ * inventory: too slow for every scrape): bytes of cached upstream content
+ * and of local content. Returns a stop function.
+ */
+export function observeStorage(
+  metrics: Metrics,
+  measure: () => Promise<{ cached: number; local: number }>,
+  intervalMs: number,
+  onError: (err: unknown) => void,
+): () => void {
+  const run = (): void => {
+    measure().then(
+      (bytes) => {
+        metrics.setStorageBytes('cached', bytes.cached);
+        metrics.setStorageBytes('local', bytes.local);
+      },
+      onError,
+    );
+  };
+  run();
+  const timer = setInterval(run, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
