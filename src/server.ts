@@ -65,6 +65,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const driver = checkedDriver(new FilesystemDriver({ root }));
   const store = new ContentStore(driver);
   const meta = await createMeta(config.meta);
+  const metrics = new Metrics();
   const upstreams = new Map<string, UpstreamClient>();
   for (const [name, upstreamConfig] of Object.entries(config.upstreams)) {
     upstreams.set(
@@ -73,6 +74,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         meta,
         logger: logger.child({ upstream: name }),
         maxManifestSize: config.proxy.maxManifestSize,
+        observe: {
+          request: (method, status, seconds) => metrics.upstreamRequest(name, method, status, seconds),
+          error: (code) => metrics.upstreamError(name, code),
+        },
       }),
     );
   }
@@ -83,7 +88,6 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const pins = new Pins();
   const quotaGuard = createQuotaGuard({ upstreams, threshold: (u) => config.upstreams[u]?.quotaGuard ?? 0 });
   const manifests = new TrackedProxyManifests({ store, meta, upstreams, tagTtl: ttlOf('tagTtl'), logger, quotaGuard, accessTimes });
-  const metrics = new Metrics();
   const blobs = new TrackedProxyBlobs({
     store,
     upstreams,

@@ -99,6 +99,10 @@ describe('notifications and metrics', { skip }, () => {
     assert.ok(v('tender_bytes_served_total', { source: 'cache' }) >= blobBytes);
     assert.ok(v('tender_upstream_bytes_fetched_total', { upstream: 'hub' }) >= blobBytes);
     assert.equal(v('tender_upstream_token_fetches_total', { upstream: 'hub' }), 1);
+    // Every request tender sent upstream is counted with its status: the proxy saw the same ones.
+    const upstreamGets = proxy.requests.filter((q) => q.method === 'GET' && q.status === 200 && /\/blobs\//.test(q.path)).length;
+    assert.equal(v('tender_upstream_requests_total', { upstream: 'hub', method: 'GET', status: '200' }) >= upstreamGets, true);
+    assert.equal(upstreamGets, blobs.length, 'one upstream GET per blob');
     assert.equal(v('tender_notification_queue_depth', { endpoint: 'hooks' }), 0);
     assert.ok(v('tender_notification_deliveries_total', { endpoint: 'hooks' }) >= expected);
     const health = await fetch(`${tender.running.opsUrl}/healthz`);

@@ -32,6 +32,11 @@ export interface UpstreamDeps {
   meta: MetaStore;
   logger: Logger;
   maxManifestSize: number;
+  /** Told of every request to the upstream (for metrics): its status and time to headers, or its failure. */
+  observe?: {
+    request(method: string, status: number, seconds: number): void;
+    error(code: string): void;
+  };
 }
 
 const MAX_TAG_PAGES = 100;
@@ -106,9 +111,18 @@ export function createUpstream(name: string, config: UpstreamConfig, deps: Upstr
     origin: base.origin,
     basic,
     tokens,
-    open: (req) => {
+    open: async (req) => {
       requests++;
-      return transport.open(req);
+      const started = performance.now();
+      try {
+        const res = await transport.open(req);
+        deps.observe?.request(req.method, res.status, (performance.now() - started) / 1000);
+        if (res.status >= 500 || res.status === 429) deps.observe?.error(res.status === 429 ? 'TOO_MANY_REQUESTS' : 'UNAVAILABLE');
+        return res;
+      } catch (err) {
+        deps.observe?.error(err instanceof UpstreamError ? err.code : 'UNAVAILABLE');
+        throw err;
+      }
     },
   });
 
