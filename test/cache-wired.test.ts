@@ -105,19 +105,20 @@ describe('cache lifecycle wired into the server', { skip }, () => {
   test('pulls during eviction with the server pins all succeed', async () => {
     const server = await start({ cache: { budget: 0, evictInterval: '1h' } });
     try {
+      // Sampled while pulls run: over three rounds at least one sample sees a pin.
+      let sawPinned = false;
       for (let round = 0; round < 3; round++) {
         let done = false;
         const names = ['a', 'b', 'c', 'big'];
         const pulls = Promise.all(names.map((n) => pull(server, n))).finally(() => (done = true));
-        let sawPinned = false;
         while (!done) {
           if (server.pins.size > 0) sawPinned = true;
           await server.eviction!.runNow();
           await new Promise((r) => setTimeout(r, 5));
         }
         (await pulls).forEach((d, i) => assert.equal(d, images.get(names[i]!)!.digest));
-        assert.ok(sawPinned || round < 2, 'blobs were pinned while served');
       }
+      assert.ok(sawPinned, 'blobs were pinned while served');
     } finally {
       await server.close();
     }
