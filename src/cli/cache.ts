@@ -7,12 +7,11 @@ import { Command } from 'commander';
 import { AccessTimes } from '../cache/access-times.ts';
 import { planEviction } from '../cache/eviction-plan.ts';
 import { scanCache, type CacheInventory } from '../cache/inventory.ts';
-import { ConfigError, loadConfig } from '../config/load.ts';
 import { createLogger } from '../log.ts';
 import { checkedDriver } from '../storage/checked.ts';
 import { FilesystemDriver } from '../storage/filesystem.ts';
 import { ContentStore } from '../store/content-store.ts';
-import { formatAge, formatBytes } from './format.ts';
+import { commandConfig, formatAge, formatBytes } from './format.ts';
 
 /** One cached repository as `cache ls` shows it. */
 export interface CachedRepository {
@@ -38,13 +37,7 @@ export function cacheCommand(): Command {
     .option('-c, --config <file>', 'YAML config file (default: $TENDER_CONFIG, else built-in defaults)')
     .option('--json', 'print JSON')
     .action(async (opts: { config?: string; json?: boolean }, cmd: Command) => {
-      let config;
-      try {
-        config = loadConfig({ file: opts.config ?? process.env.TENDER_CONFIG, env: process.env });
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        cmd.error(`tender: invalid configuration\n${err.message}`, { exitCode: 2 });
-      }
+      const config = commandConfig(opts.config, cmd);
       const logger = createLogger({ level: config.log.level, destination: process.stderr });
       const store = new ContentStore(checkedDriver(new FilesystemDriver({ root: config.storage.filesystem.root })));
       const accessTimes = new AccessTimes({ store, logger });

@@ -1,3 +1,17 @@
+import type { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+
+/** The config an operator command runs with (--config, else $TENDER_CONFIG); exits 2 naming every bad key. */
+export function commandConfig(file: string | undefined, cmd: Command): Config {
+  try {
+    return loadConfig({ file: file ?? process.env.TENDER_CONFIG, env: process.env });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return cmd.error(`tender: invalid configuration\n${err.message}`, { exitCode: 2 });
+  }
+}
+
 /** `1.5 MiB`: a byte count for people. */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

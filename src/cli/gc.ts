@@ -3,7 +3,7 @@
  * of local manifests), keeping cached content and recent uploads.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfig } from '../config/load.ts';
+import { commandConfig, formatBytes } from './format.ts';
 import { parseDuration } from '../config/units.ts';
 import { createLogger } from '../log.ts';
 import { checkedDriver } from '../storage/checked.ts';
@@ -24,13 +24,7 @@ export function gcCommand(): Command {
     .option('--dry-run', 'report what would be deleted, delete nothing')
     .option('--grace <duration>', 'keep blobs younger than this, e.g. 30m (default: gc.grace of the config)', parseGrace)
     .action(async (opts: GcOptions, cmd: Command) => {
-      let config;
-      try {
-        config = loadConfig({ file: opts.config ?? process.env.TENDER_CONFIG, env: process.env });
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        cmd.error(`tender: invalid configuration\n${err.message}`, { exitCode: 2 });
-      }
+      const config = commandConfig(opts.config, cmd);
       const root = config.storage.filesystem.root;
       // Logs go to stderr: stdout carries the report.
       const logger = createLogger({ level: config.log.level, destination: process.stderr });
@@ -62,13 +56,3 @@ function parseGrace(value: string): number {
   return ms;
 }
 
-function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
