@@ -242,7 +242,7 @@ void test('close is bounded: a hanging POST is aborted and its events stay queue
   await queue.close();
 });
 
-const skipRedis = await redisSkip('notify-delivery');
+const skipRedis = await redisSkip();
 
 void test('redis queue: replicas sharing a prefix deliver every event once, in each replica order', { skip: skipRedis }, async () => {
   const hook = await receiver();

@@ -115,7 +115,7 @@ void test('file queue: a process killed mid-delivery loses nothing (duplicates a
   assert.ok(duplicates <= 2, `at most the batch in flight is sent twice (${duplicates} duplicates)`);
 });
 
-const skipRedis = await redisSkip('notify-durability');
+const skipRedis = await redisSkip();
 
 void test('redis queue: events queued by a process killed with SIGKILL are delivered by the next one', { skip: skipRedis }, async () => {
   const prefix = uniquePrefix('notify-crash');

@@ -18,7 +18,7 @@ queueContract('file (small segments)', async () => {
   return { open: () => FileQueue.open(dir, { segmentBytes: 4096 }), cleanup: () => removeDir(dir) };
 });
 
-const skip = await redisSkip('notify-queue');
+const skip = await redisSkip();
 
 queueContract(
   'redis',

@@ -3,9 +3,7 @@
  * Redis is a failure, elsewhere a skip), unique key prefixes and their
  * cleanup.
  */
-import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { test } from 'node:test';
 import { createClient } from '@keyv/redis';
 
 /** TEST_REDIS_URL points the Redis tests elsewhere (127.0.0.1 only, by house rule). */
@@ -13,16 +11,12 @@ export const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /**
  * The `skip` value for Redis tests: false when Redis answers, else the
- * reason. Under CI=true an unreachable Redis also registers a failing test.
+ * reason. Under CI=true never a skip: the tests run and fail against the
+ * missing Redis.
  */
-export async function redisSkip(suite: string): Promise<string | false> {
+export async function redisSkip(): Promise<string | false> {
   const down = await unreachable(new URL(redisUrl));
-  if (!down) return false;
-  if (process.env.CI === 'true') {
-    void test(`${suite}: redis is reachable (required when CI=true)`, () => {
-      assert.fail(`Redis at ${redisUrl} is unreachable: ${down}`);
-    });
-  }
+  if (!down || process.env.CI === 'true') return false;
   return `Redis unreachable at ${redisUrl} (${down}); set CI=true to make this a failure`;
 }
 
