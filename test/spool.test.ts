@@ -8,6 +8,7 @@ import { PassThrough } from 'node:stream';
 import type { ObjectHandle } from '../src/storage/driver.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Spool } from '../src/proxy/spool.ts';
+import { fromReadable } from '../src/upstream/body.ts';
 import { requireDigest } from '../src/registry/digest.ts';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -66,7 +67,7 @@ test('readers at different paces all get the exact bytes, and may join late', ()
     const data = randomBytes(3 * 1024 * 1024 + 17);
     const spool = await Spool.create(requireDigest(sha(data)), join(dir, 'a'));
     const source = new PassThrough();
-    const filled = spool.fill(source, data.length);
+    const filled = spool.fill(fromReadable(source), data.length);
     const fast = collect(spool.handle());
     const slow = collect(spool.handle(), { delayMs: 5 });
     const fed = feed(source, data);
@@ -90,7 +91,7 @@ test('corrupt bytes: every reader fails and none ever receives the whole length'
     const data = randomBytes(512 * 1024);
     const spool = await Spool.create(requireDigest(sha(data)), join(dir, 'b'));
     const source = new PassThrough();
-    const filled = spool.fill(source, data.length);
+    const filled = spool.fill(fromReadable(source), data.length);
     filled.catch(() => undefined);
     const readers = [collect(spool.handle()), collect(spool.handle(), { delayMs: 2 }), collect(spool.handle(data.length))];
     const corrupt = Buffer.from(data);
@@ -111,7 +112,7 @@ test('truncated download fails readers; a reader that goes away does not stop th
     const data = randomBytes(256 * 1024);
     const spool = await Spool.create(requireDigest(sha(data)), join(dir, 'c'));
     const source = new PassThrough();
-    const filled = spool.fill(source, data.length);
+    const filled = spool.fill(fromReadable(source), data.length);
     filled.catch(() => undefined);
     const quitter = collect(spool.handle(), { quitAfter: 1 });
     const stayer = collect(spool.handle());
@@ -130,7 +131,7 @@ test('a source that errors midway fails the spool', () =>
     const data = randomBytes(128 * 1024);
     const spool = await Spool.create(requireDigest(sha(data)), join(dir, 'd'));
     const source = new PassThrough();
-    const filled = spool.fill(source, undefined);
+    const filled = spool.fill(fromReadable(source), undefined);
     filled.catch(() => undefined);
     const reader = collect(spool.handle(data.length));
     source.write(data.subarray(0, 1000));
@@ -141,4 +142,25 @@ test('a source that errors midway fails the spool', () =>
     assert.ok(r.error);
     assert.ok(r.data.length <= 1000);
     spool.release();
+  }));
+
+test('a large blob read after verification comes from the file; once the last reference goes the spool is closed', () =>
+  withDir(async (dir) => {
+    // Larger than the memory the spool keeps (slabs are dropped at verification).
+    const data = randomBytes(12 * 1024 * 1024 + 5);
+    const spool = await Spool.create(requireDigest(sha(data)), join(dir, 'e'));
+    const source = new PassThrough();
+    const filled = spool.fill(fromReadable(source), data.length);
+    const early = spool.handle();
+    await Promise.all([filled, feed(source, data, 256 * 1024)]);
+    assert.ok(spool.verified);
+    const whole = await collect(early);
+    assert.equal(whole.error, undefined);
+    assert.ok(whole.data.equals(data));
+    const tail = await collect(spool.handle(), { start: data.length - 3_000_000 });
+    assert.ok(tail.data.equals(data.subarray(data.length - 3_000_000)));
+    assert.ok(spool.open);
+    spool.release();
+    assert.equal(spool.open, false);
+    assert.throws(() => spool.handle(), /closed/);
   }));

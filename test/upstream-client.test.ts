@@ -17,6 +17,7 @@ import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy
 import { startDistribution, type DistributionUpstream } from './helpers/distribution.ts';
 import { buildImage, pushImage, type BuiltImage } from './helpers/images.ts';
 import { removeDir, skipUnlessTools, teardown } from './helpers/tools.ts';
+import { toReadable } from '../src/upstream/body.ts';
 
 const skip = skipUnlessTools('docker-registry', 'skopeo', 'openssl');
 const td = teardown();
@@ -177,7 +178,7 @@ void describe('upstream client against token-auth Distribution', { skip }, () =>
     for (const layer of image.layers) {
       const blob = await c.getBlob('team/app', layer.digest);
       assert.equal(blob.size, layer.size);
-      assert.deepEqual(await sha256Of(blob.stream), { digest: layer.digest, bytes: layer.size });
+      assert.deepEqual(await sha256Of(toReadable(blob.body)), { digest: layer.digest, bytes: layer.size });
       assert.deepEqual(await c.headBlob('team/app', layer.digest), { size: layer.size });
     }
   });
@@ -188,7 +189,7 @@ void describe('upstream client against token-auth Distribution', { skip }, () =>
     proxy.fault = (req) => (req.method === 'GET' && req.path.endsWith(layer.digest) ? { kind: 'truncate' } : undefined);
     try {
       const blob = await c.getBlob('team/app', layer.digest);
-      const err = await sha256Of(blob.stream).then(
+      const err = await sha256Of(toReadable(blob.body)).then(
         () => undefined,
         (e: unknown) => e,
       );

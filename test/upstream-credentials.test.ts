@@ -17,6 +17,7 @@ import type { MetaStore } from '../src/meta/meta.ts';
 import { digestOf } from '../src/registry/digest.ts';
 import { createUpstream, type UpstreamClient } from '../src/upstream/client.ts';
 import { UpstreamError } from '../src/upstream/types.ts';
+import { toReadable } from '../src/upstream/body.ts';
 
 interface Seen {
   method: string;
@@ -124,7 +125,7 @@ void describe('upstream credentials', () => {
     const { c, logs } = client(registry.url, { username: USER, password: PASSWORD });
     const blob = await c.getBlob('team/app', BLOB_DIGEST);
     assert.equal(blob.size, BLOB.length);
-    assert.equal(await text(blob.stream), BLOB.toString());
+    assert.equal(await text(toReadable(blob.body)), BLOB.toString());
 
     const token = registry.seen.find((s) => s.url.startsWith('/token'));
     assert.equal(token?.headers.authorization, BASIC, 'the realm named by the registry gets the configured credentials');
@@ -160,7 +161,7 @@ void describe('upstream credentials', () => {
       }
     });
     const { c } = client(registry.url);
-    assert.equal(await text((await c.getBlob('team/app', BLOB_DIGEST)).stream), BLOB.toString());
+    assert.equal(await text(toReadable((await c.getBlob('team/app', BLOB_DIGEST)).body)), BLOB.toString());
     const storage = registry.seen.find((s) => s.url === '/storage/blob');
     assert.equal(storage?.headers.authorization, `Bearer ${TOKEN}`);
     const token = registry.seen.find((s) => s.url.startsWith('/token'));

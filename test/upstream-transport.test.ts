@@ -20,6 +20,7 @@ import type { MetaStore } from '../src/meta/meta.ts';
 import { createUpstream, type UpstreamClient } from '../src/upstream/client.ts';
 import { UpstreamError, type UpstreamErrorCode } from '../src/upstream/types.ts';
 import { removeDir, run, skipUnlessTools, tempDir } from './helpers/tools.ts';
+import { toReadable } from '../src/upstream/body.ts';
 
 interface FakeServer {
   url: string;
@@ -99,7 +100,7 @@ void describe('upstream transport', () => {
     const c = client(server.url, { timeouts: { idle: '200ms' } });
     const blob = await c.getBlob('a/b', `sha256:${'1'.repeat(64)}`);
     const started = Date.now();
-    await assert.rejects(text(blob.stream), isCode('UNAVAILABLE'));
+    await assert.rejects(text(toReadable(blob.body)), isCode('UNAVAILABLE'));
     assert.ok(Date.now() - started < 2000);
   });
 
@@ -118,7 +119,7 @@ void describe('upstream transport', () => {
     });
     const c = client(server.url, { timeouts: { idle: '1s', blob: '300ms' } });
     const blob = await c.getBlob('a/b', `sha256:${'1'.repeat(64)}`);
-    await assert.rejects(text(blob.stream), isCode('UNAVAILABLE'));
+    await assert.rejects(text(toReadable(blob.body)), isCode('UNAVAILABLE'));
   });
 
   void it('an AbortSignal ends the stream and frees the concurrency slot', async () => {
@@ -131,7 +132,7 @@ void describe('upstream transport', () => {
     const c = client(server.url, { concurrency: 1 });
     const controller = new AbortController();
     const blob = await c.getBlob('a/b', `sha256:${'1'.repeat(64)}`, controller.signal);
-    const reading = text(blob.stream);
+    const reading = text(toReadable(blob.body));
     controller.abort();
     await assert.rejects(reading);
     assert.equal((await c.getManifest('a/b', 'latest')).size, MANIFEST.length, 'the slot was released');
@@ -157,7 +158,7 @@ void describe('upstream transport', () => {
 
     const blob = await c.getBlob('a/b', `sha256:${'1'.repeat(64)}`);
     const started = Date.now();
-    await Promise.all([c.getManifest('a/b', 'latest'), c.getManifest('a/b', 'latest'), text(blob.stream)]);
+    await Promise.all([c.getManifest('a/b', 'latest'), c.getManifest('a/b', 'latest'), text(toReadable(blob.body))]);
     assert.ok(Date.now() - started >= 140, 'the second manifest waited for the blob slot');
     assert.equal(peak, 2);
   });
@@ -184,8 +185,9 @@ void describe('upstream transport', () => {
     await sleep(300);
     assert.ok(!finished && written < total / 4, `only ${written} of ${total} bytes left the server while nobody read`);
     let received = 0;
-    blob.stream.on('data', (b: Buffer) => (received += b.length));
-    await once(blob.stream, 'end');
+    const stream = toReadable(blob.body);
+    stream.on('data', (b: Buffer) => (received += b.length));
+    await once(stream, 'end');
     assert.equal(received, total);
   });
 

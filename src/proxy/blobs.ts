@@ -191,8 +191,9 @@ export class ProxyBlobs {
       source = 'upstream';
     }
     const { size: total, spool } = await flight.ready;
-    if (!spool || total === undefined) {
-      // Stored meanwhile, or no Content-Length (rare: then serve once complete).
+    if (!spool || total === undefined || !spool.open) {
+      // Stored meanwhile (also when the download ended while this reader was on its way),
+      // or no Content-Length (rare: then serve once complete).
       await flight.done;
       const stored = await this.openCached(route, digest, choose);
       if (!stored) throw new RegistryError('UPSTREAM_UNAVAILABLE', { detail: { digest } });
@@ -254,7 +255,7 @@ export class ProxyBlobs {
         }
         resolveReady({ size: blob.size, spool });
         const started = Date.now();
-        await spool.fill(blob.stream, blob.size);
+        await spool.fill(blob.body, blob.size);
         await this.store.commitBlobFile(digest, spool.path);
         await this.store.linkLayer(route.repo, digest);
         log.info({ size: spool.size, ms: Date.now() - started }, 'blob cached from upstream');

@@ -1,7 +1,7 @@
 import { open, unlink, type FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import { DigestVerifier, type Digest } from '../registry/digest.ts';
 import type { ObjectHandle } from '../storage/driver.ts';
+import type { ByteSource } from '../upstream/body.ts';
 
 /** Why a spool failed, as a stable code. */
 export type SpoolFailure = 'DIGEST_MISMATCH' | 'SIZE_MISMATCH' | 'SOURCE_FAILED';
@@ -17,23 +17,39 @@ export class SpoolError extends Error {
 
 /** Bytes received but not yet on disk before the source is paused. */
 const maxUnwritten = 4 * 1024 * 1024;
-/** Recent bytes kept in memory so readers that keep up never wait for the disk. */
+/** Recent bytes kept in memory, once on disk, so readers that keep up never wait for the disk. */
 const tailBytes = 4 * 1024 * 1024;
+/** Received bytes are copied into slabs of this size, written to the file a slab at a time. */
+const slabSize = 1024 * 1024;
+/** Idle slabs kept for the next download (16 MiB at most). */
+const maxPooledSlabs = 16;
+const slabPool: Buffer[] = [];
 
-interface TailChunk {
+/** A slab of the blob: bytes [start, start + used) of it. */
+interface Slab {
   start: number;
   buf: Buffer;
+  used: number;
+}
+
+function takeSlab(): Buffer {
+  return slabPool.pop() ?? Buffer.allocUnsafeSlow(slabSize);
+}
+
+function giveSlab(buf: Buffer): void {
+  if (slabPool.length < maxPooledSlabs) slabPool.push(buf);
 }
 
 /**
  * A blob download in progress. Bytes are handed to readers from memory as
- * they arrive (a short tail of recent chunks) and written to a local
- * temporary file in the background, so readers that fall behind read the
+ * they arrive (the slabs they are copied into) and written to a local
+ * temporary file a slab at a time, so readers that fall behind read the
  * file, each at its own pace, through positional reads that wait for bytes
  * to arrive. A reader never gets the final byte of what it asked for before
  * the whole blob has been verified against its digest, so a corrupt or
  * truncated download can only ever end a client's response as an aborted
- * one, never as a complete wrong one.
+ * one, never as a complete wrong one. Slabs are pooled: a download allocates
+ * nothing per piece received.
  */
 export class Spool {
   readonly digest: Digest;
@@ -44,8 +60,8 @@ export class Spool {
   private received = 0;
   /** Bytes on disk. */
   private written = 0;
-  private tail: TailChunk[] = [];
-  private tailSize = 0;
+  /** The blob's bytes still in memory, in order: written ones (the tail readers follow) then unwritten ones. */
+  private slabs: Slab[] = [];
   private state: 'running' | 'verified' | 'failed' = 'running';
   private failure: Error | undefined;
   private waiters: Array<() => void> = [];
@@ -71,6 +87,11 @@ export class Spool {
     return this.state === 'verified';
   }
 
+  /** False once the last reference went: the download is over and the blob, if verified, is in the store. */
+  get open(): boolean {
+    return this.refs > 0;
+  }
+
   get bytesWritten(): number {
     return this.written;
   }
@@ -80,66 +101,62 @@ export class Spool {
    * file. Resolves when the blob is complete, on disk and verified; rejects
    * (and wakes every reader with the error) otherwise.
    */
-  async fill(source: Readable, expectedSize: number | undefined): Promise<void> {
+  async fill(source: ByteSource, expectedSize: number | undefined): Promise<void> {
     this.size = expectedSize;
     const verifier = new DigestVerifier(this.digest);
     try {
       await new Promise<void>((resolve, reject) => {
-        let queue: Buffer[] = [];
-        let queued = 0;
         let writing = false;
         let ended = false;
         let failed = false;
+        let paused = false;
         const fail = (err: unknown): void => {
           if (failed) return;
           failed = true;
           reject(err);
         };
+        /** Writes whole slabs (and, at the end, the last partial one) until nothing is left to write. */
         const flush = async (): Promise<void> => {
           writing = true;
           try {
-            while (queue.length > 0 && !failed) {
-              let batch = queue;
-              queue = [];
-              queued = 0;
-              if (source.isPaused() && !ended) source.resume();
-              while (batch.length > 0) {
-                const { bytesWritten } = await this.writeFd.writev(batch, this.written);
-                this.written += bytesWritten;
-                batch = afterBytes(batch, bytesWritten);
-              }
+            while (!failed) {
+              const pieces = this.unwritten(ended);
+              if (pieces.length === 0) break;
+              const { bytesWritten } = await this.writeFd.writev(pieces, this.written);
+              this.written += bytesWritten;
               this.trimTail();
+              if (paused && this.received - this.written < maxUnwritten) {
+                paused = false;
+                source.resume();
+              }
             }
           } catch (err) {
             fail(err);
           } finally {
             writing = false;
           }
-          if (ended && queue.length === 0) resolve();
+          if (ended && !failed && this.written === this.received) resolve();
         };
-        source.on('data', (chunk: Buffer) => {
-          if (failed) return;
-          if (expectedSize !== undefined && this.received + chunk.length > expectedSize) {
-            fail(new SpoolError('SIZE_MISMATCH', `blob ${this.digest.value} is longer than its ${expectedSize} bytes`));
-            return;
-          }
-          verifier.update(chunk);
-          this.tail.push({ start: this.received, buf: chunk });
-          this.tailSize += chunk.length;
-          this.received += chunk.length;
-          queue.push(chunk);
-          queued += chunk.length;
-          this.wake();
-          if (queued >= maxUnwritten) source.pause();
-          if (!writing) void flush();
-        });
-        source.once('end', () => {
-          ended = true;
-          if (!writing && queue.length === 0) resolve();
-        });
-        source.once('error', fail);
-        source.once('close', () => {
-          if (!ended) fail(new Error('source closed before its end'));
+        source.start({
+          data: (view) => {
+            if (failed) return false;
+            if (expectedSize !== undefined && this.received + view.length > expectedSize) {
+              fail(new SpoolError('SIZE_MISMATCH', `blob ${this.digest.value} is longer than its ${expectedSize} bytes`));
+              source.destroy();
+              return false;
+            }
+            verifier.update(view);
+            this.append(view);
+            this.wake();
+            if (!writing) void flush();
+            if (this.received - this.written >= maxUnwritten) paused = true;
+            return !paused;
+          },
+          end: () => {
+            ended = true;
+            if (!writing) void flush();
+          },
+          error: fail,
         });
       });
       if (expectedSize !== undefined && this.received !== expectedSize) {
@@ -152,6 +169,8 @@ export class Spool {
       await this.writeFd.close();
       this.size = this.received;
       this.state = 'verified';
+      // Every byte is on disk and verified: readers go to the file (the page cache) from here.
+      this.dropSlabs();
       this.wake();
     } catch (err) {
       source.destroy();
@@ -161,27 +180,62 @@ export class Spool {
     }
   }
 
-  /** Drops the oldest in-memory chunks that are on disk, keeping about `tailBytes`. */
-  private trimTail(): void {
-    while (this.tail.length > 1 && this.tailSize - this.tail[0]!.buf.length >= tailBytes) {
-      const first = this.tail[0]!;
-      if (first.start + first.buf.length > this.written) break;
-      this.tail.shift();
-      this.tailSize -= first.buf.length;
+  /** Copies a received piece into slabs. */
+  private append(view: Buffer): void {
+    let from = 0;
+    while (from < view.length) {
+      let last = this.slabs.at(-1);
+      if (!last || last.used === slabSize) {
+        last = { start: this.received, buf: takeSlab(), used: 0 };
+        this.slabs.push(last);
+      }
+      const n = view.copy(last.buf, last.used, from);
+      last.used += n;
+      from += n;
+      this.received += n;
     }
   }
 
-  /** Copies bytes at `position` from the in-memory tail, or returns -1 when they are not there. */
+  /** The bytes to write next: full slabs past `written`, and the last partial one when `all`. */
+  private unwritten(all: boolean): Buffer[] {
+    const out: Buffer[] = [];
+    for (const slab of this.slabs) {
+      const end = slab.start + slab.used;
+      if (end <= this.written) continue;
+      if (slab.used < slabSize && !all) break;
+      out.push(slab.buf.subarray(Math.max(0, this.written - slab.start), slab.used));
+    }
+    return out;
+  }
+
+  /** Frees the oldest slabs that are on disk, keeping about `tailBytes` of them. */
+  private trimTail(): void {
+    while (this.slabs.length > 1) {
+      const first = this.slabs[0]!;
+      if (first.start + first.used > this.written) break;
+      const onDisk = this.written - first.start;
+      if (onDisk - first.used < tailBytes) break;
+      this.slabs.shift();
+      giveSlab(first.buf);
+    }
+  }
+
+  private dropSlabs(): void {
+    for (const slab of this.slabs) giveSlab(slab.buf);
+    this.slabs = [];
+  }
+
+  /** Copies bytes at `position` from the slabs in memory, or returns -1 when they are not there. */
   private fromTail(buffer: Buffer, offset: number, length: number, position: number): number {
-    const tail = this.tail;
-    if (tail.length === 0 || position < tail[0]!.start) return -1;
+    const slabs = this.slabs;
+    if (slabs.length === 0 || position < slabs[0]!.start) return -1;
     let copied = 0;
-    for (const { start, buf } of tail) {
-      const end = start + buf.length;
-      if (end <= position + copied) continue;
+    for (const { start, buf, used } of slabs) {
       if (copied === length) break;
+      const end = start + used;
+      if (end <= position + copied) continue;
       const from = position + copied - start;
-      copied += buf.copy(buffer, offset + copied, from, Math.min(buf.length, from + length - copied));
+      copied += buf.copy(buffer, offset + copied, from, Math.min(used, from + length - copied));
     }
     return copied;
   }
@@ -191,8 +245,7 @@ export class Spool {
     if (this.state !== 'running') return;
     this.state = 'failed';
     this.failure = err;
-    this.tail = [];
-    this.tailSize = 0;
+    this.dropSlabs();
     this.wake();
     void this.writeFd.close().catch(() => undefined);
     void unlink(this.path).catch(() => undefined);
@@ -208,6 +261,7 @@ export class Spool {
   handle(end?: number): ObjectHandle {
     const limitEnd = end ?? this.size;
     if (limitEnd === undefined) throw new Error('spool handle needs a known end');
+    if (this.refs === 0) throw new Error('spool is closed');
     this.refs++;
     let closed = false;
     return {
@@ -249,13 +303,4 @@ export class Spool {
     this.waiters = [];
     for (const w of waiters) w();
   }
-}
-
-/** The chunks left after the first `n` bytes of them were written. */
-function afterBytes(chunks: Buffer[], n: number): Buffer[] {
-  let skip = n;
-  let i = 0;
-  while (i < chunks.length && skip >= chunks[i]!.length) skip -= chunks[i++]!.length;
-  if (i === chunks.length) return [];
-  return [chunks[i]!.subarray(skip), ...chunks.slice(i + 1)];
 }

@@ -6,6 +6,7 @@ import type { UpstreamConfig } from '../config/schema.ts';
 import type { MetaStore } from '../meta/meta.ts';
 import { digestOf, parseDigest } from '../registry/digest.ts';
 import { manifestMediaTypes } from '../registry/mediatypes.ts';
+import { onSettled } from './body.ts';
 import { createExchange } from './exchange.ts';
 import { isRateLimitLow, parseRateLimit, type RateLimit } from './ratelimit.ts';
 import { isRetryable, retryDelay } from './retry.ts';
@@ -230,8 +231,7 @@ export function createUpstream(name: string, config: UpstreamConfig, deps: Upstr
           throw err;
         }
         // The slot is held while the caller reads; any way the body stops frees it.
-        res.stream.once('end', release).once('error', release).once('close', release);
-        return { size: contentLength(res.headers), stream: res.stream };
+        return { size: contentLength(res.headers), body: onSettled(res.body, release) };
       }, signal);
     },
 

@@ -2,28 +2,30 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import tls from 'node:tls';
-import got, { type Got, type Request, type RequestError } from 'got';
+import got, { type Got, type RequestError } from 'got';
 import type { Logger } from 'pino';
 import type { UpstreamConfig } from '../config/schema.ts';
+import { collect, fromReadable, type ByteSource } from './body.ts';
+import { Http1Client, Http1Error } from './http1.ts';
 import { parseRetryAfter } from './retry.ts';
 import { UpstreamError } from './types.ts';
 
-/** A response whose headers have arrived; its body is `stream`, not yet read. */
+/** A response whose headers have arrived; its body is not yet read. */
 export interface Opened {
   status: number;
   headers: IncomingHttpHeaders;
   /** The URL this response came from. */
   url: URL;
   method: string;
-  /** The body. got's own stream: no copying, backpressure reaches the socket. */
-  stream: Request;
+  /** The body, delivered in place (see body.ts); backpressure reaches the socket. */
+  body: ByteSource;
 }
 
 export interface OpenRequest {
   method: 'GET' | 'HEAD';
   url: URL;
   headers: Record<string, string>;
-  /** Blob downloads get the overall `timeouts.blob` bound on top of connect/response/idle. */
+  /** Blob downloads get the overall `timeouts.blob` bound on top of connect/response/idle, and the lean HTTP/1.1 reader. */
   blob?: boolean;
   signal?: AbortSignal;
 }
@@ -38,6 +40,12 @@ export interface Transport {
 /** Cap on error bodies drained to keep a connection reusable; bigger ones close it. */
 const DRAIN_LIMIT = 64 * 1024;
 
+/**
+ * Control-plane requests (tokens, manifests, HEADs, tag lists) go through got;
+ * blob GETs, where nearly all the bytes are, through the lean HTTP/1.1 client
+ * (http1.ts), which reads into one reused buffer instead of allocating and
+ * copying every piece of the body.
+ */
 export function createTransport(upstream: string, config: UpstreamConfig, logger: Logger): Transport {
   // Node's `ca` replaces the trusted set, so the configured CA is added to the defaults (getCACertificates: Node ≥ 22.15).
   const defaults = typeof tls.getCACertificates === 'function' ? tls.getCACertificates('default') : tls.rootCertificates;
@@ -46,6 +54,7 @@ export function createTransport(upstream: string, config: UpstreamConfig, logger
     http: new HttpAgent({ keepAlive: true, scheduling: 'lifo' }),
     https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo' }),
   };
+  const lean = new Http1Client({ ca, rejectUnauthorized: !config.insecureSkipVerify });
   const { connect, response, idle, blob } = config.timeouts;
   const http: Got = got.extend({
     agent: agents,
@@ -58,45 +67,88 @@ export function createTransport(upstream: string, config: UpstreamConfig, logger
     hooks: { beforeError: [(error) => networkError(upstream, error)] },
   });
 
+  async function openLean(request: OpenRequest): Promise<Opened> {
+    const { method, url, signal } = request;
+    const started = Date.now();
+    try {
+      const res = await lean.request({
+        method,
+        url,
+        headers: { 'user-agent': 'tender', ...request.headers },
+        ...(signal ? { signal } : {}),
+        timeouts: { connect, response, idle, total: request.blob ? blob : 0 },
+      });
+      logger.debug({ method, url: safeUrl(url), status: res.status, ms: Date.now() - started }, 'upstream response');
+      return { status: res.status, headers: res.headers, url, method, body: leanErrors(upstream, method, url, res.body) };
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      const mapped = leanError(upstream, method, url, err);
+      logger.debug({ method, url: safeUrl(url), ms: Date.now() - started, code: (err as Http1Error).code }, 'upstream request failed');
+      throw mapped;
+    }
+  }
+
+  function openGot(request: OpenRequest): Promise<Opened> {
+    const { method, url, signal } = request;
+    const started = Date.now();
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    const stream = http.stream(url, {
+      method,
+      headers: request.headers,
+      timeout: { connect, response, socket: idle },
+    });
+    // The signal destroys without an error of ours: got would wrap one in an error carrying the request headers.
+    const onAbort = (): void => void stream.destroy();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const forget = (): void => signal?.removeEventListener('abort', onAbort);
+    stream.once('close', forget);
+    stream.once('end', forget);
+    // Errors after the headers belong to whoever reads the body; this keeps an unread stream from crashing the process.
+    stream.on('error', () => {});
+    return new Promise<Opened>((resolve, reject) => {
+      const onClose = (): void => reject(signal?.aborted ? (signal.reason as Error) : closedEarly(upstream, method, url));
+      const onError = (err: Error): void => {
+        stream.off('close', onClose);
+        logger.debug({ method, url: safeUrl(url), ms: Date.now() - started, code: (err as UpstreamError).code }, 'upstream request failed');
+        reject(err);
+      };
+      stream.once('error', onError);
+      stream.once('close', onClose);
+      stream.once('response', (res: { statusCode: number; headers: IncomingHttpHeaders }) => {
+        stream.off('error', onError);
+        stream.off('close', onClose);
+        logger.debug({ method, url: safeUrl(url), status: res.statusCode, ms: Date.now() - started }, 'upstream response');
+        resolve({ status: res.statusCode, headers: res.headers, url, method, body: fromReadable(stream) });
+      });
+    });
+  }
+
   return {
     open(request) {
-      const { method, url, signal } = request;
-      const started = Date.now();
-      if (signal?.aborted) return Promise.reject(signal.reason as Error);
-      const stream = http.stream(url, {
-        method,
-        headers: request.headers,
-        timeout: request.blob ? { connect, response, socket: idle, request: blob } : { connect, response, socket: idle },
-      });
-      // The signal destroys without an error of ours: got would wrap one in an error carrying the request headers.
-      const onAbort = (): void => void stream.destroy();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const forget = (): void => signal?.removeEventListener('abort', onAbort);
-      stream.once('close', forget);
-      stream.once('end', forget);
-      // Errors after the headers belong to whoever reads the body; this keeps an unread stream from crashing the process.
-      stream.on('error', () => {});
-      return new Promise<Opened>((resolve, reject) => {
-        const onClose = (): void => reject(signal?.aborted ? (signal.reason as Error) : closedEarly(upstream, method, url));
-        const onError = (err: Error): void => {
-          stream.off('close', onClose);
-          logger.debug({ method, url: safeUrl(url), ms: Date.now() - started, code: (err as UpstreamError).code }, 'upstream request failed');
-          reject(err);
-        };
-        stream.once('error', onError);
-        stream.once('close', onClose);
-        stream.once('response', (res: { statusCode: number; headers: IncomingHttpHeaders }) => {
-          stream.off('error', onError);
-          stream.off('close', onClose);
-          logger.debug({ method, url: safeUrl(url), status: res.statusCode, ms: Date.now() - started }, 'upstream response');
-          resolve({ status: res.statusCode, headers: res.headers, url, method, stream });
-        });
-      });
+      return request.blob && request.method === 'GET' ? openLean(request) : openGot(request);
     },
     close() {
       agents.http.destroy();
       agents.https.destroy();
+      lean.close();
     },
+  };
+}
+
+/** Maps the lean client's failures to UNAVAILABLE with a cause safe to log. */
+function leanError(upstream: string, method: string, url: URL, err: unknown): Error {
+  if (err instanceof UpstreamError) return err;
+  const e = err as { message?: string; code?: string };
+  const cause = Object.assign(new Error(e.message ?? String(err)), { code: e.code });
+  return new UpstreamError('UNAVAILABLE', upstream, `${describe(upstream, method, url)}: ${cause.message}`, { cause });
+}
+
+/** The lean client's body errors as UpstreamErrors. */
+function leanErrors(upstream: string, method: string, url: URL, body: ByteSource): ByteSource {
+  return {
+    start: (sink) => body.start({ data: (v) => sink.data(v), end: () => sink.end(), error: (err) => sink.error(leanError(upstream, method, url, err)) }),
+    resume: () => body.resume(),
+    destroy: () => body.destroy(),
   };
 }
 
@@ -105,34 +157,30 @@ export function discard(res: Opened): void {
   const length = contentLength(res.headers);
   if (res.method === 'HEAD' || (length !== undefined && length <= DRAIN_LIMIT)) {
     let seen = 0;
-    res.stream.on('data', (chunk: Buffer) => {
-      seen += chunk.length;
-      if (seen > DRAIN_LIMIT) res.stream.destroy();
+    res.body.start({
+      data(view) {
+        seen += view.length;
+        if (seen > DRAIN_LIMIT) res.body.destroy();
+        return true;
+      },
+      end() {},
+      error() {},
     });
-    res.stream.resume();
   } else {
-    res.stream.destroy();
+    res.body.destroy();
   }
 }
 
 /** Reads a whole body, refusing (INVALID) one larger than `cap` bytes without reading it all. */
 export async function readBody(upstream: string, res: Opened, cap: number): Promise<Buffer> {
+  const tooLarge = (): UpstreamError =>
+    new UpstreamError('INVALID', upstream, `${describe(upstream, res.method, res.url)}: body exceeds ${cap} bytes`, { status: res.status });
   const declared = contentLength(res.headers);
-  const tooLarge = (): UpstreamError => {
-    res.stream.destroy();
-    return new UpstreamError('INVALID', upstream, `${describe(upstream, res.method, res.url)}: body exceeds ${cap} bytes`, {
-      status: res.status,
-    });
-  };
-  if (declared !== undefined && declared > cap) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of res.stream as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > cap) throw tooLarge();
-    chunks.push(chunk);
+  if (declared !== undefined && declared > cap) {
+    res.body.destroy();
+    throw tooLarge();
   }
-  return Buffer.concat(chunks, total);
+  return collect(res.body, cap, tooLarge);
 }
 
 /** The UpstreamError for a status the caller did not expect. */

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { ByteSource } from './body.ts';
 import type { Descriptor } from '../registry/manifest.ts';
 
 /** A manifest as an upstream answered it. */
@@ -16,7 +16,8 @@ export interface UpstreamManifestBody extends UpstreamManifest {
 export interface UpstreamBlob {
   /** From Content-Length, when the upstream sent one. */
   size: number | undefined;
-  stream: Readable;
+  /** The bytes, delivered in place (body.ts); `toReadable` makes a stream of them. */
+  body: ByteSource;
 }
 
 /** Why an upstream call failed, as a stable code (never matched on message text). */
