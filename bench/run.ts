@@ -158,6 +158,13 @@ async function main(): Promise<void> {
   // Manifests: nginx's buffered listener (small files go out in one writev; measured no slower than sendfile).
   const manifests: ManifestFigure[] = [];
   const systems = { tender: tender.url, distribution: dist.url, nginx: nginx.urls.buffered };
+  // Warm-up, not measured: tender's JIT needs a few thousand requests to reach its steady state
+  // (its first seconds run at about half speed); every system gets the same.
+  for (const base of Object.values(systems)) {
+    for (const path of Object.values(manifestPaths)) {
+      await wrkGet(base + path, { connections: CONNECTIONS, seconds: P.sliceSeconds, headers: { Accept: ACCEPT } });
+    }
+  }
   // Each figure is the mean of short slices, the systems taking turns slice by slice.
   let test = 0;
   for (const method of ['GET', 'HEAD'] as const) {

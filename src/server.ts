@@ -159,16 +159,25 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const app = createApp(services, logger, track);
   const koa = app.callback();
   const fast = createFastPath(services, track);
+  const fallBack = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
+    logger.error({ err }, 'fast path failed; falling back');
+    if (res.headersSent) res.destroy();
+    else void koa(req, res);
+  };
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    fast(req, res).then(
-      (handled) => {
-        if (!handled) void koa(req, res);
+    let handled: boolean | Promise<boolean>;
+    try {
+      handled = fast(req, res);
+    } catch (err) {
+      return fallBack(req, res, err);
+    }
+    if (handled === true) return;
+    if (handled === false) return void koa(req, res);
+    handled.then(
+      (done) => {
+        if (!done) void koa(req, res);
       },
-      (err: unknown) => {
-        logger.error({ err }, 'fast path failed; falling back');
-        if (!res.headersSent) void koa(req, res);
-        else res.destroy();
-      },
+      (err: unknown) => fallBack(req, res, err),
     );
   };
   const tls = config.server.tls;

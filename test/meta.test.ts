@@ -13,6 +13,28 @@ import { redisSkip, redisUrl } from './helpers/redis.ts';
 
 metaContract('memory', async () => ({ meta: new MemoryMeta({ maxEntries: 1000 }), cleanup: async () => {} }));
 
+void test('the memory store peeks synchronously: one shared frozen value, gone with delete, set or expiry; get still copies', async () => {
+  const meta = new MemoryMeta({ maxEntries: 10 });
+  assert.equal(meta.peek('k'), undefined);
+  await meta.set('k', { digest: 'a', n: 1 });
+  const first = meta.peek<{ digest: string; n: number }>('k');
+  assert.deepEqual(first, { digest: 'a', n: 1 });
+  assert.equal(meta.peek('k'), first, 'parsed once, shared');
+  assert.ok(Object.isFrozen(first));
+  const copy = await meta.get<{ digest: string; n: number }>('k');
+  assert.notEqual(copy, first);
+  copy!.n = 99;
+  assert.equal(meta.peek<{ n: number }>('k')!.n, 1);
+  await meta.set('k', { digest: 'b', n: 2 });
+  assert.deepEqual(meta.peek('k'), { digest: 'b', n: 2 });
+  await meta.delete('k');
+  assert.equal(meta.peek('k'), undefined);
+  await meta.set('t', 1, 30);
+  assert.equal(meta.peek('t'), 1);
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(meta.peek('t'), undefined);
+});
+
 const redisDown = await redisSkip();
 
 metaContract(

@@ -24,6 +24,12 @@ export class TrackedProxyManifests extends ProxyManifests {
     return hit;
   }
 
+  override peekSync(route: UpstreamRoute, ref: Reference): StoredManifest | undefined {
+    const hit = super.peekSync(route, ref);
+    if (hit) this.accessTimes.touchManifest(route.repo, hit.digest);
+    return hit;
+  }
+
   override async get(route: UpstreamRoute, ref: Reference): Promise<ManifestResult> {
     const result = await super.get(route, ref);
     this.accessTimes.touchManifest(route.repo, result.digest);

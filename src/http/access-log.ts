@@ -1,12 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { cacheResultOf, routeLabel, type Metrics } from '../metrics/metrics.ts';
+import { cacheResultOf, routeLabel, type Metrics, type RouteLabel } from '../metrics/metrics.ts';
 
 /** What a handler tells the access log about its request. */
 export interface AccessRecord {
   readonly reqId: string;
   /** Where the response came from: cache, revalidated, upstream, stale, inflight. */
   source: string | undefined;
+  /** The metrics route label, when the handler knows it (else it is worked out from the path). */
+  route?: RouteLabel;
 }
 
 /**
@@ -39,7 +41,7 @@ export function createAccessLog(logger: Logger, metrics: Metrics): TrackRequest 
       const url = req.url ?? '';
       const q = url.indexOf('?');
       const path = q === -1 ? url : url.slice(0, q);
-      observe(metrics, req.method ?? 'GET', path, res, record.source, (performance.now() - started) / 1000);
+      observe(metrics, req.method ?? 'GET', record.route ?? routeLabel(path), res, record.source, (performance.now() - started) / 1000);
       if (!logging) return;
       log.info(
         {
@@ -60,8 +62,7 @@ export function createAccessLog(logger: Logger, metrics: Metrics): TrackRequest 
 }
 
 /** Request, cache and byte counters for one finished request: the one place all requests pass. */
-function observe(metrics: Metrics, method: string, path: string, res: ServerResponse, source: string | undefined, seconds: number): void {
-  const route = routeLabel(path);
+function observe(metrics: Metrics, method: string, route: RouteLabel, res: ServerResponse, source: string | undefined, seconds: number): void {
   metrics.httpRequest(route, method, res.statusCode, seconds);
   if (source === undefined || (route !== 'manifest' && route !== 'blob') || res.statusCode >= 400) return;
   const known = ['cache', 'upstream', 'stale', 'revalidated', 'inflight', 'local'] as const;

@@ -9,8 +9,11 @@ import { emitEvent } from './events.ts';
 import { manifestHeaders } from './respond.ts';
 import { manifestPath, type V2Services } from './v2.ts';
 
-/** Runs before Koa for every request; true when it answered. */
-export type FastPath = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+/**
+ * Runs before Koa for every request; true when it answered. Synchronous
+ * except for tag requests over a metadata store outside the process (Redis).
+ */
+export type FastPath = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
 
 /**
  * Warm manifest requests answered without Koa. A GET or HEAD of a manifest
@@ -23,7 +26,7 @@ export type FastPath = (req: IncomingMessage, res: ServerResponse) => Promise<bo
  * headers come from the same helper the Koa handler uses.
  */
 export function createFastPath(services: V2Services, track: TrackRequest): FastPath {
-  return async (req, res) => {
+  return (req, res) => {
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return false;
     if (req.headers['if-none-match'] !== undefined) return false;
@@ -37,7 +40,7 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     let ref: Reference;
     let route: Route;
     try {
-      if (!isValidName(name)) return false;
+      if (!validName(name)) return false;
       ref = parseReference(m[2]!);
       route = resolveRoute(name, ns, services.routing);
     } catch {
@@ -47,10 +50,22 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     if (req.headers.authorization !== undefined) return false;
     const { rules, groups } = services.access;
     if (!authorize(undefined, route.accessName, 'pull', rules, groups).allowed) return false;
-    const hit = route.kind === 'local' ? services.local.manifests.peek(route, ref) : await services.proxy.manifests.peek(route, ref);
-    if (!hit || !isAcceptable(parseAccept(req.headers.accept), hit.mediaType)) return false;
+    // From memory (or the shared metadata store for tags): anything needing the disk or the upstream goes through Koa.
+    if (route.kind === 'local') return answer(req, res, route, ref, services.local.manifests.peek(route, ref));
+    const proxy = services.proxy.manifests;
+    if (ref.kind === 'tag' && !proxy.tagsPeekSync) {
+      const upstreamRoute = route;
+      return proxy.peek(route, ref).then((hit) => answer(req, res, upstreamRoute, ref, hit));
+    }
+    return answer(req, res, route, ref, proxy.peekSync(route, ref));
+  };
+
+  function answer(req: IncomingMessage, res: ServerResponse, route: Route, ref: Reference, hit: StoredManifest | undefined): boolean {
+    const method = req.method;
+    if (!hit || !isAcceptable(acceptOf(req.headers.accept), hit.mediaType)) return false;
     const access = track(req, res, false);
     access.source = 'cache';
+    access.route = 'manifest';
     const headers = headersFor(hit, ref.kind === 'digest');
     headers[headers.length - 1] = access.reqId;
     res.writeHead(200, headers);
@@ -68,7 +83,30 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
       }, undefined);
     }
     return true;
-  };
+  }
+}
+
+/** Names seen valid: the same few repositories are asked for over and over. */
+const validNames = new Set<string>();
+
+function validName(name: string): boolean {
+  if (validNames.has(name)) return true;
+  if (!isValidName(name)) return false;
+  if (validNames.size >= 10_000) validNames.clear();
+  validNames.add(name);
+  return true;
+}
+
+/** Parsed Accept headers: clients send the same few strings on every request. */
+const acceptCache = new Map<string, Set<string> | undefined>();
+
+function acceptOf(header: string | undefined): Set<string> | undefined {
+  if (header === undefined) return undefined;
+  if (acceptCache.has(header)) return acceptCache.get(header);
+  const parsed = parseAccept(header);
+  if (acceptCache.size >= 256) acceptCache.clear();
+  acceptCache.set(header, parsed);
+  return parsed;
 }
 
 /**

@@ -11,15 +11,23 @@ import type { MetaStore } from './meta.ts';
  * see exactly what the Redis store would give them.
  */
 export class MemoryMeta implements MetaStore {
-  readonly #lru: LRUCache<string, string>;
+  /** The JSON text (get() parses a fresh copy), and the value parsed once for peek(). */
+  readonly #lru: LRUCache<string, { text: string; shared?: unknown }>;
 
   constructor(options: { maxEntries: number }) {
-    this.#lru = new LRUCache<string, string>({ max: options.maxEntries });
+    this.#lru = new LRUCache<string, { text: string; shared?: unknown }>({ max: options.maxEntries });
   }
 
   async get<T>(key: string): Promise<T | undefined> {
-    const text = this.#lru.get(key);
-    return text === undefined ? undefined : (JSON.parse(text) as T);
+    const entry = this.#lru.get(key);
+    return entry === undefined ? undefined : (JSON.parse(entry.text) as T);
+  }
+
+  peek<T>(key: string): Readonly<T> | undefined {
+    const entry = this.#lru.get(key);
+    if (entry === undefined) return undefined;
+    entry.shared ??= Object.freeze(JSON.parse(entry.text) as object);
+    return entry.shared as Readonly<T>;
   }
 
   /** As with the Redis store, a missing or zero ttlMs means no expiry. */
@@ -29,7 +37,7 @@ export class MemoryMeta implements MetaStore {
       this.#lru.delete(key);
       return;
     }
-    this.#lru.set(key, text, ttlMs ? { ttl: ttlMs } : undefined);
+    this.#lru.set(key, { text }, ttlMs ? { ttl: ttlMs } : undefined);
   }
 
   async delete(key: string): Promise<boolean> {

@@ -8,5 +8,11 @@ export interface MetaStore {
   /** Stores a JSON-serialisable value; ttlMs bounds its life when given. */
   set<T>(key: string, value: T, ttlMs?: number): Promise<void>;
   delete(key: string): Promise<boolean>;
+  /**
+   * In-process stores only: the value now, without waiting (undefined when
+   * absent). It is shared between callers and must never be modified. Lets
+   * a warm tag request be answered synchronously.
+   */
+  peek?<T>(key: string): Readonly<T> | undefined;
   close(): Promise<void>;
 }

@@ -73,6 +73,24 @@ export class ProxyManifests {
     return this.o.store.peekManifest(route.repo, state.digest);
   }
 
+  /**
+   * peek() without waiting: from the in-process caches and an in-process
+   * metadata store only (with Redis, tag requests are undefined here and
+   * take the asynchronous way).
+   */
+  peekSync(route: UpstreamRoute, ref: Reference): StoredManifest | undefined {
+    if (ref.kind === 'tag' && !this.o.meta.peek) return undefined;
+    if (ref.kind === 'digest') return this.o.store.peekManifest(route.repo, ref.digest);
+    const state = this.o.meta.peek?.<TagState>(tagMetaKey(route, ref.tag));
+    if (!state || !isFresh(state, this.now())) return undefined;
+    return this.o.store.peekManifest(route.repo, state.digest);
+  }
+
+  /** True when peekSync() can answer tag requests (the metadata store is in-process). */
+  get tagsPeekSync(): boolean {
+    return this.o.meta.peek !== undefined;
+  }
+
   async get(route: UpstreamRoute, ref: Reference): Promise<ManifestResult> {
     if (ref.kind === 'digest') return this.byDigest(route, ref.digest);
     const state = await this.o.meta.get<TagState>(tagMetaKey(route, ref.tag));
