@@ -61,13 +61,15 @@ export function createAccessLog(logger: Logger, metrics: Metrics): TrackRequest 
   };
 }
 
+type KnownSource = 'cache' | 'upstream' | 'stale' | 'revalidated' | 'inflight' | 'local';
+const knownSources: ReadonlySet<string> = new Set<KnownSource>(['cache', 'upstream', 'stale', 'revalidated', 'inflight', 'local']);
+
 /** Request, cache and byte counters for one finished request: the one place all requests pass. */
 function observe(metrics: Metrics, method: string, route: RouteLabel, res: ServerResponse, source: string | undefined, seconds: number): void {
   metrics.httpRequest(route, method, res.statusCode, seconds);
   if (source === undefined || (route !== 'manifest' && route !== 'blob') || res.statusCode >= 400) return;
-  const known = ['cache', 'upstream', 'stale', 'revalidated', 'inflight', 'local'] as const;
-  const s = known.find((k) => k === source);
-  if (!s) return;
+  if (!knownSources.has(source)) return;
+  const s = source as KnownSource;
   metrics.cacheRequest(route, cacheResultOf(s));
   if (method !== 'GET' || !res.writableFinished) return;
   const length = Number(res.getHeader('content-length') ?? 0);

@@ -25,6 +25,7 @@ export function cacheOutcome(source: string | undefined): CacheOutcome | undefin
 
 /** Emits an event for a request that succeeded (never blocks, never throws). */
 export function emitEvent(notifier: Notifier, req: IncomingMessage, reqId: string, event: RequestEvent, user: string | undefined): void {
+  if (!notifier.enabled) return;
   const secure = (req.socket as { encrypted?: boolean }).encrypted === true;
   const host = req.headers.host;
   notifier.emit({

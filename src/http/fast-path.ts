@@ -26,30 +26,48 @@ export type FastPath = (req: IncomingMessage, res: ServerResponse) => boolean | 
  * headers come from the same helper the Koa handler uses.
  */
 export function createFastPath(services: V2Services, track: TrackRequest): FastPath {
+  /**
+   * What a URL means for anonymous pulls, worked out once: its route and
+   * reference, or null when the fast path must not answer it (not a manifest,
+   * an invalid name, or a name anonymous clients may not pull). Routing and
+   * access rules are fixed at start, so the answer never changes.
+   */
+  const resolved = new Map<string, { route: Route; ref: Reference } | null>();
+  const resolve = (url: string): { route: Route; ref: Reference } | null => {
+    let r = resolved.get(url);
+    if (r !== undefined) return r;
+    r = resolveUrl(url);
+    if (resolved.size >= 10_000) resolved.clear();
+    resolved.set(url, r);
+    return r;
+  };
+  const resolveUrl = (url: string): { route: Route; ref: Reference } | null => {
+    if (url.includes('%')) return null;
+    const q = url.indexOf('?');
+    const m = manifestPath.exec(q === -1 ? url : url.slice(0, q));
+    if (!m) return null;
+    const name = m[1]!;
+    const ns = q === -1 ? undefined : (new URLSearchParams(url.slice(q + 1)).get('ns') ?? undefined);
+    try {
+      if (!isValidName(name)) return null;
+      const ref = parseReference(m[2]!);
+      const route = resolveRoute(name, ns, services.routing);
+      const { rules, groups } = services.access;
+      return authorize(undefined, route.accessName, 'pull', rules, groups).allowed ? { route, ref } : null;
+    } catch {
+      return null;
+    }
+  };
+
   return (req, res) => {
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return false;
     if (req.headers['if-none-match'] !== undefined) return false;
-    const url = req.url ?? '';
-    if (url.includes('%')) return false;
-    const q = url.indexOf('?');
-    const m = manifestPath.exec(q === -1 ? url : url.slice(0, q));
-    if (!m) return false;
-    const name = m[1]!;
-    const ns = q === -1 ? undefined : (new URLSearchParams(url.slice(q + 1)).get('ns') ?? undefined);
-    let ref: Reference;
-    let route: Route;
-    try {
-      if (!validName(name)) return false;
-      ref = parseReference(m[2]!);
-      route = resolveRoute(name, ns, services.routing);
-    } catch {
-      return false;
-    }
-    // Authenticated requests, and names anonymous clients may not pull, go through Koa's checks.
+    // Authenticated requests go through Koa's checks.
     if (req.headers.authorization !== undefined) return false;
-    const { rules, groups } = services.access;
-    if (!authorize(undefined, route.accessName, 'pull', rules, groups).allowed) return false;
+    const target = resolve(req.url ?? '');
+    if (!target) return false;
+    const { route, ref } = target;
     // From memory (or the shared metadata store for tags): anything needing the disk or the upstream goes through Koa.
     if (route.kind === 'local') return answer(req, res, route, ref, services.local.manifests.peek(route, ref));
     const proxy = services.proxy.manifests;
@@ -70,7 +88,7 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     headers[headers.length - 1] = access.reqId;
     res.writeHead(200, headers);
     res.end(method === 'HEAD' ? undefined : hit.body);
-    if (method === 'GET') {
+    if (method === 'GET' && services.notifier.enabled) {
       emitEvent(services.notifier, req, access.reqId, {
         action: 'pull',
         kind: 'manifest',
@@ -84,17 +102,6 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     }
     return true;
   }
-}
-
-/** Names seen valid: the same few repositories are asked for over and over. */
-const validNames = new Set<string>();
-
-function validName(name: string): boolean {
-  if (validNames.has(name)) return true;
-  if (!isValidName(name)) return false;
-  if (validNames.size >= 10_000) validNames.clear();
-  validNames.add(name);
-  return true;
 }
 
 /** Parsed Accept headers: clients send the same few strings on every request. */

@@ -46,6 +46,8 @@ export class Metrics {
   readonly #httpRequests: Counter<'route' | 'method' | 'status'>;
   readonly #httpDuration: Histogram<'route' | 'method'>;
   /** Labelled children by label values: prom-client hashes the labels on every call otherwise. */
+  readonly #cacheChildren = new Map<string, { inc(): void }>();
+  readonly #servedChildren = new Map<string, { inc(v: number): void }>();
   readonly #httpChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
   readonly #cacheRequests: Counter<'kind' | 'result'>;
   readonly #bytesServed: Counter<'source'>;
@@ -196,12 +198,18 @@ export class Metrics {
 
   /** A manifest or blob lookup and how it was answered. */
   cacheRequest(kind: CacheKind, result: CacheResult): void {
-    this.#cacheRequests.inc({ kind, result });
+    const key = `${kind} ${result}`;
+    let child = this.#cacheChildren.get(key);
+    if (!child) this.#cacheChildren.set(key, (child = this.#cacheRequests.labels({ kind, result })));
+    child.inc();
   }
 
   /** Body bytes sent to a client. */
   served(source: ServedSource, bytes: number): void {
-    if (bytes > 0) this.#bytesServed.inc({ source }, bytes);
+    if (bytes <= 0) return;
+    let child = this.#servedChildren.get(source);
+    if (!child) this.#servedChildren.set(source, (child = this.#bytesServed.labels({ source })));
+    child.inc(bytes);
   }
 
   /** Body bytes received from an upstream. */

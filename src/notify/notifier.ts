@@ -41,6 +41,8 @@ export interface Notifier {
    * Returns the event, or undefined when no endpoint wants it.
    */
   emit(input: EventInput): RegistryEvent | undefined;
+  /** False when no endpoint is configured: callers may skip building events. */
+  readonly enabled: boolean;
   /** Resolves once every event emitted so far is in its durable queues. */
   flush(): Promise<void>;
   stats(): Promise<NotifierStats>;
@@ -84,6 +86,7 @@ export async function createNotifier(config: NotificationsConfig, deps: Notifier
 
   let closed = false;
   return {
+    enabled: routes.length > 0,
     emit(input) {
       if (closed || routes.length === 0) return undefined;
       try {
