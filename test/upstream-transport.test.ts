@@ -274,12 +274,24 @@ void describe('upstream transport', () => {
       return { key: await readFile(keyFile), cert: await readFile(certFile), certFile };
     }
 
-    void it('trusts config.ca, refuses an unknown CA, and skips verification only when told', async () => {
+    void it('trusts config.ca, refuses an unknown CA, and skips verification only when told (control requests and blob bodies)', async () => {
       const { key, cert, certFile } = await certificate();
-      const server = await serve((_req, res) => manifest(res), { key, cert });
+      const blob = 'blob bytes over TLS';
+      const server = await serve(
+        (req, res) => {
+          if (!req.url?.includes('/blobs/')) return manifest(res);
+          res.writeHead(200, { 'content-length': blob.length });
+          res.end(blob);
+        },
+        { key, cert },
+      );
+      const digest = `sha256:${'1'.repeat(64)}`;
       await assert.rejects(client(server.url).headManifest('a/b', 'latest'), isCode('UNAVAILABLE'));
+      await assert.rejects(client(server.url).getBlob('a/b', digest), isCode('UNAVAILABLE'));
       assert.equal((await client(server.url, { ca: certFile }).headManifest('a/b', 'latest')).size, MANIFEST.length);
+      assert.equal(await text(toReadable((await client(server.url, { ca: certFile }).getBlob('a/b', digest)).body)), blob);
       assert.equal((await client(server.url, { insecureSkipVerify: true }).headManifest('a/b', 'latest')).size, MANIFEST.length);
+      assert.equal(await text(toReadable((await client(server.url, { insecureSkipVerify: true }).getBlob('a/b', digest)).body)), blob);
     });
 
     void it('never sends credentials to a realm that downgrades https to http', async () => {
