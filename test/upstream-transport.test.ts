@@ -264,6 +264,19 @@ void describe('upstream transport', () => {
     assert.equal((await c.headManifest('a/b', 'latest')).digest, `sha256:${'2'.repeat(64)}`);
   });
 
+  void it('a blob GET naming another digest is INVALID, and its connection is closed at once', async () => {
+    let closed = false;
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-length': 64 * 1024 * 1024, 'docker-content-digest': `sha256:${'2'.repeat(64)}` });
+      res.write(Buffer.alloc(64 * 1024));
+      res.once('close', () => (closed = true));
+    });
+    const started = Date.now();
+    await assert.rejects(client(server.url).getBlob('a/b', `sha256:${'1'.repeat(64)}`), isCode('INVALID'));
+    while (!closed && Date.now() - started < 5000) await sleep(20);
+    assert.ok(closed, 'the upstream connection was closed, not left to the idle timeout');
+  });
+
   void describe('TLS', { skip: skipUnlessTools('openssl') }, () => {
     async function certificate(): Promise<{ key: Buffer; cert: Buffer; certFile: string }> {
       const dir = await tempDir('upstream-tls');

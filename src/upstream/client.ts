@@ -221,12 +221,14 @@ export function createUpstream(name: string, config: UpstreamConfig, deps: Upstr
       const url = endpoint(base, `${repository}/blobs/${digest}`);
       return withRetries(async () => {
         const release = await acquire(signal);
-        let res: Opened;
+        let res: Opened | undefined;
         try {
           res = await request({ method: 'GET', repository, url, accept: '*/*', blob: true, ...(signal ? { signal } : {}) });
           expectOk(res);
           if (parseDigest(digest)) checkDigest(res, digest, digestHeader(res));
         } catch (err) {
+          // A refused response's connection is freed now, not at its idle timeout.
+          if (res?.status === 200) res.body.destroy();
           release();
           throw err;
         }
