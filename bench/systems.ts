@@ -58,6 +58,8 @@ export async function startTenderProcess(opts: { upstreamUrl: string; cpus?: str
       proxy: { defaultUpstream: 'hub' },
       upstreams: { hub: { url: opts.upstreamUrl } },
       log: { level: 'warn' },
+      // The ops listener on a free port too: never 5001, which anything else may hold.
+      ops: { port: 0 },
     };
     await writeFile(configFile, stringify(config));
     const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];

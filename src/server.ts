@@ -155,10 +155,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     300_000,
     (err) => logger.warn({ err }, 'storage size measurement failed'),
   );
-  const track = createAccessLog(logger, metrics);
-  const app = createApp(services, logger, track);
+  const access = createAccessLog(logger, metrics);
+  const app = createApp(services, logger, access.track);
   const koa = app.callback();
-  const fast = createFastPath(services, track);
+  const fast = createFastPath(services, access);
   const fallBack = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
     logger.error({ err }, 'fast path failed; falling back');
     if (res.headersSent) res.destroy();

@@ -4,7 +4,7 @@ import { isValidName, parseReference, type Reference } from '../registry/names.t
 import { authorize } from '../auth/access.ts';
 import { resolveRoute, type Route } from '../routing.ts';
 import type { StoredManifest } from '../store/content-store.ts';
-import type { TrackRequest } from './access-log.ts';
+import type { AccessLog } from './access-log.ts';
 import { emitEvent } from './events.ts';
 import { manifestHeaders } from './respond.ts';
 import { manifestPath, type V2Services } from './v2.ts';
@@ -25,7 +25,7 @@ export type FastPath = (req: IncomingMessage, res: ServerResponse) => boolean | 
  * stays the one place that decides everything but this exact hit; the
  * headers come from the same helper the Koa handler uses.
  */
-export function createFastPath(services: V2Services, track: TrackRequest): FastPath {
+export function createFastPath(services: V2Services, access: AccessLog): FastPath {
   /**
    * What a URL means for anonymous pulls, worked out once: its route and
    * reference, or null when the fast path must not answer it (not a manifest,
@@ -68,28 +68,29 @@ export function createFastPath(services: V2Services, track: TrackRequest): FastP
     const target = resolve(req.url ?? '');
     if (!target) return false;
     const { route, ref } = target;
+    const started = performance.now();
     // From memory (or the shared metadata store for tags): anything needing the disk or the upstream goes through Koa.
-    if (route.kind === 'local') return answer(req, res, route, ref, services.local.manifests.peek(route, ref));
+    if (route.kind === 'local') return answer(req, res, route, ref, services.local.manifests.peek(route, ref), started);
     const proxy = services.proxy.manifests;
     if (ref.kind === 'tag' && !proxy.tagsPeekSync) {
       const upstreamRoute = route;
-      return proxy.peek(route, ref).then((hit) => answer(req, res, upstreamRoute, ref, hit));
+      return proxy.peek(route, ref).then((hit) => answer(req, res, upstreamRoute, ref, hit, started));
     }
-    return answer(req, res, route, ref, proxy.peekSync(route, ref));
+    return answer(req, res, route, ref, proxy.peekSync(route, ref), started);
   };
 
-  function answer(req: IncomingMessage, res: ServerResponse, route: Route, ref: Reference, hit: StoredManifest | undefined): boolean {
+  function answer(req: IncomingMessage, res: ServerResponse, route: Route, ref: Reference, hit: StoredManifest | undefined, started: number): boolean {
     const method = req.method;
     if (!hit || !isAcceptable(acceptOf(req.headers.accept), hit.mediaType)) return false;
-    const access = track(req, res, false);
-    access.source = 'cache';
-    access.route = 'manifest';
+    const reqId = access.requestId(req);
     const headers = headersFor(hit, ref.kind === 'digest');
-    headers[headers.length - 1] = access.reqId;
+    headers[headers.length - 1] = reqId;
     res.writeHead(200, headers);
-    res.end(method === 'HEAD' ? undefined : hit.body);
+    const body = method === 'HEAD' ? undefined : hit.body;
+    res.end(body);
+    access.served(req, res, reqId, { source: 'cache', route: 'manifest', bytes: body?.length ?? 0 }, started);
     if (method === 'GET' && services.notifier.enabled) {
-      emitEvent(services.notifier, req, access.reqId, {
+      emitEvent(services.notifier, req, reqId, {
         action: 'pull',
         kind: 'manifest',
         repository: route.accessName,
