@@ -139,7 +139,7 @@ export function render(r: Results): string {
   out.push(
     `   nginx blob figure = best of sendfile on (1 stream ${f0(ws.nginxSendfile)}, ${wc.streams} streams ${f0(wc.nginxSendfile)}) and sendfile off + output_buffers 2 1m (${f0(ws.nginxBuffered)}, ${f0(wc.nginxBuffered)})`,
   );
-  out.push(`   manifests: ${ms.connections} connections, ${ms.seconds} s each in ${ms.slices} slices taking turns, Accept: OCI/Docker manifest types; nginx listener: ${ms.nginxListener}`);
+  out.push(`   manifests: ${ms.connections} connections, ${ms.seconds} s each in ${ms.slices} slices taking turns (median slice), Accept: OCI/Docker manifest types; nginx listener: ${ms.nginxListener}`);
   out.push('');
   const c = r.coldPull;
   out.push(
