@@ -1,4 +1,5 @@
 import type { BlobBody } from '../proxy/blobs.ts';
+import { closingWith } from '../storage/driver.ts';
 
 /**
  * Reference counts of blobs in use: being read by a client or written by a
@@ -44,22 +45,5 @@ export function releasedWith(body: BlobBody, release: () => void): BlobBody {
     else stream.once('close', release);
     return body;
   }
-  const handle = body.bytes.handle;
-  return {
-    ...body,
-    bytes: {
-      kind: 'handle',
-      handle: {
-        size: handle.size,
-        read: (buffer, offset, length, position) => handle.read(buffer, offset, length, position),
-        close: async () => {
-          try {
-            await handle.close();
-          } finally {
-            release();
-          }
-        },
-      },
-    },
-  };
+  return { ...body, bytes: { kind: 'handle', handle: closingWith(body.bytes.handle, release) } };
 }

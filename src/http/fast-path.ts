@@ -72,10 +72,7 @@ export function createFastPath(services: V2Services, access: AccessLog): FastPat
     // From memory (or the shared metadata store for tags): anything needing the disk or the upstream goes through Koa.
     if (route.kind === 'local') return answer(req, res, route, ref, services.local.manifests.peek(route, ref), started);
     const proxy = services.proxy.manifests;
-    if (ref.kind === 'tag' && !proxy.tagsPeekSync) {
-      const upstreamRoute = route;
-      return proxy.peek(route, ref).then((hit) => answer(req, res, upstreamRoute, ref, hit, started));
-    }
+    if (ref.kind === 'tag' && !proxy.tagsPeekSync) return proxy.peek(route, ref).then((hit) => answer(req, res, route, ref, hit, started));
     return answer(req, res, route, ref, proxy.peekSync(route, ref), started);
   };
 

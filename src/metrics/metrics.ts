@@ -45,10 +45,6 @@ export class Metrics {
 
   readonly #httpRequests: Counter<'route' | 'method' | 'status'>;
   readonly #httpDuration: Histogram<'route' | 'method'>;
-  /** Labelled children by label values: prom-client hashes the labels on every call otherwise. */
-  readonly #cacheChildren = new Map<string, { inc(): void }>();
-  readonly #servedChildren = new Map<string, { inc(v: number): void }>();
-  readonly #httpChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
   readonly #cacheRequests: Counter<'kind' | 'result'>;
   readonly #bytesServed: Counter<'source'>;
   readonly #upstreamBytes: Counter<'upstream'>;
@@ -181,35 +177,19 @@ export class Metrics {
 
   /** A finished registry API request. */
   httpRequest(route: RouteLabel, method: string, status: number, seconds: number): void {
-    const key = `${route} ${method} ${status}`;
-    let child = this.#httpChildren.get(key);
-    if (!child) {
-      const m = methodLabel(method);
-      child = {
-        count: this.#httpRequests.labels({ route, method: m, status: statusLabel(status) }),
-        duration: this.#httpDuration.labels({ route, method: m }),
-      };
-      // Bounded label values (routes, methods, statuses), but unknown methods all map to 'other': cap the keys too.
-      if (this.#httpChildren.size < 1000) this.#httpChildren.set(key, child);
-    }
-    child.count.inc();
-    if (seconds >= 0) child.duration.observe(seconds);
+    const m = methodLabel(method);
+    this.#httpRequests.inc({ route, method: m, status: statusLabel(status) });
+    if (seconds >= 0) this.#httpDuration.observe({ route, method: m }, seconds);
   }
 
   /** A manifest or blob lookup and how it was answered. */
   cacheRequest(kind: CacheKind, result: CacheResult): void {
-    const key = `${kind} ${result}`;
-    let child = this.#cacheChildren.get(key);
-    if (!child) this.#cacheChildren.set(key, (child = this.#cacheRequests.labels({ kind, result })));
-    child.inc();
+    this.#cacheRequests.inc({ kind, result });
   }
 
   /** Body bytes sent to a client. */
   served(source: ServedSource, bytes: number): void {
-    if (bytes <= 0) return;
-    let child = this.#servedChildren.get(source);
-    if (!child) this.#servedChildren.set(source, (child = this.#bytesServed.labels({ source })));
-    child.inc(bytes);
+    if (bytes > 0) this.#bytesServed.inc({ source }, bytes);
   }
 
   /** Body bytes received from an upstream. */

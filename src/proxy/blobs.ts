@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { requireDigest } from '../registry/digest.ts';
 import { RegistryError } from '../registry/errors.ts';
-import type { ByteRange, ObjectHandle } from '../storage/driver.ts';
+import { closingWith, type ByteRange, type ObjectHandle } from '../storage/driver.ts';
 import type { ContentStore } from '../store/content-store.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { UpstreamRoute } from '../routing.ts';
@@ -200,21 +200,9 @@ export class ProxyBlobs {
       return stored;
     }
     const range = choose?.(total);
-    const inner = spool.handle(range ? range.end + 1 : total);
     const reading = flight;
     reading.readers++;
-    let closed = false;
-    const handle: ObjectHandle = {
-      size: inner.size,
-      read: (buffer, offset, length, position) => inner.read(buffer, offset, length, position),
-      close: async () => {
-        if (!closed) {
-          closed = true;
-          reading.readers--;
-        }
-        await inner.close();
-      },
-    };
+    const handle = closingWith(spool.handle(range ? range.end + 1 : total), () => reading.readers--);
     return { size: total, range, source, bytes: { kind: 'handle', handle } };
   }
 

@@ -68,9 +68,7 @@ export class ProxyManifests {
    */
   async peek(route: UpstreamRoute, ref: Reference): Promise<StoredManifest | undefined> {
     if (ref.kind === 'digest') return this.o.store.peekManifest(route.repo, ref.digest);
-    const state = await this.o.meta.get<TagState>(tagMetaKey(route, ref.tag));
-    if (!state || !isFresh(state, this.now())) return undefined;
-    return this.o.store.peekManifest(route.repo, state.digest);
+    return this.ifFresh(route, await this.o.meta.get<TagState>(tagMetaKey(route, ref.tag)));
   }
 
   /**
@@ -79,11 +77,13 @@ export class ProxyManifests {
    * take the asynchronous way).
    */
   peekSync(route: UpstreamRoute, ref: Reference): StoredManifest | undefined {
-    if (ref.kind === 'tag' && !this.o.meta.peek) return undefined;
     if (ref.kind === 'digest') return this.o.store.peekManifest(route.repo, ref.digest);
-    const state = this.o.meta.peek?.<TagState>(tagMetaKey(route, ref.tag));
-    if (!state || !isFresh(state, this.now())) return undefined;
-    return this.o.store.peekManifest(route.repo, state.digest);
+    return this.ifFresh(route, this.o.meta.peek?.<TagState>(tagMetaKey(route, ref.tag)));
+  }
+
+  /** The manifest a tag state points at, from memory, while the state is fresh. */
+  private ifFresh(route: UpstreamRoute, state: Readonly<TagState> | undefined): StoredManifest | undefined {
+    return state && isFresh(state, this.now()) ? this.o.store.peekManifest(route.repo, state.digest) : undefined;
   }
 
   /** True when peekSync() can answer tag requests (the metadata store is in-process). */

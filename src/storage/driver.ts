@@ -24,6 +24,25 @@ export interface ObjectHandle {
   close(): Promise<void>;
 }
 
+/** The same handle, running `after` once when it is closed (after the inner close, even if that fails). Reads go straight through. */
+export function closingWith(handle: ObjectHandle, after: () => void): ObjectHandle {
+  let closed = false;
+  return {
+    size: handle.size,
+    read: handle.read.bind(handle),
+    close: async () => {
+      try {
+        await handle.close();
+      } finally {
+        if (!closed) {
+          closed = true;
+          after();
+        }
+      }
+    },
+  };
+}
+
 /**
  * The storage driver seam. Drivers know only keys and bytes; the content
  * store above them knows the layout. Keys are '/'-separated relative paths of

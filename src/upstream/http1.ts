@@ -36,11 +36,11 @@ export interface Http1Options {
   /** Trusted CAs for https (undefined: Node's defaults). */
   ca?: string[] | undefined;
   rejectUnauthorized: boolean;
-  /** Idle connections kept per origin. */
-  maxIdlePerOrigin?: number;
-  /** Milliseconds an idle connection is kept. */
-  idleKeep?: number;
 }
+
+/** Idle connections kept per origin, and for how long (ms). */
+const maxIdlePerOrigin = 8;
+const idleKeepMs = 30_000;
 
 /** Why a request failed below HTTP: a code like Node's, and whether it may be retried on a fresh connection. */
 export class Http1Error extends Error {
@@ -169,15 +169,14 @@ export class Http1Client {
 
   private release(conn: Connection): void {
     conn.owner = undefined;
-    const max = this.options.maxIdlePerOrigin ?? 8;
     const list = this.idle.get(conn.key) ?? [];
-    if (this.closed || conn.socket.destroyed || list.length >= max) {
+    if (this.closed || conn.socket.destroyed || list.length >= maxIdlePerOrigin) {
       conn.socket.destroy();
       return;
     }
     conn.socket.setTimeout(0);
     conn.socket.resume();
-    conn.idleTimer = setTimeout(() => conn.socket.destroy(), this.options.idleKeep ?? 30_000);
+    conn.idleTimer = setTimeout(() => conn.socket.destroy(), idleKeepMs);
     conn.idleTimer.unref();
     list.push(conn);
     this.idle.set(conn.key, list);

@@ -67,14 +67,10 @@ export class ResponseParser {
         case 'head':
           i = this.takeHead(buf, i, end);
           break;
-        case 'length': {
-          const n = Math.min(this.remaining, end - i);
-          this.remaining -= n;
-          this.events.body(buf.subarray(i, i + n));
-          i += n;
+        case 'length':
+          i = this.takeCounted(buf, i, end);
           if (this.remaining === 0) this.finish();
           break;
-        }
         case 'until-close':
           this.events.body(buf.subarray(i, end));
           i = end;
@@ -82,14 +78,10 @@ export class ResponseParser {
         case 'chunk-size':
           i = this.takeLine(buf, i, end, (line) => this.chunkSize(line));
           break;
-        case 'chunk-data': {
-          const n = Math.min(this.remaining, end - i);
-          this.remaining -= n;
-          this.events.body(buf.subarray(i, i + n));
-          i += n;
+        case 'chunk-data':
+          i = this.takeCounted(buf, i, end);
           if (this.remaining === 0) this.state = 'chunk-crlf';
           break;
-        }
         case 'chunk-crlf':
           i = this.takeLine(buf, i, end, (line) => {
             if (line !== '') throw new ResponseParseError('chunk data not followed by CRLF');
@@ -114,6 +106,14 @@ export class ResponseParser {
       return;
     }
     if (this.state !== 'done') throw new ResponseParseError(this.state === 'head' ? 'connection closed before the response' : 'connection closed before the end of the body');
+  }
+
+  /** Passes on up to `remaining` body bytes from buf[start, end); returns where it stopped. */
+  private takeCounted(buf: Buffer, start: number, end: number): number {
+    const stop = Math.min(end, start + this.remaining);
+    this.remaining -= stop - start;
+    this.events.body(buf.subarray(start, stop));
+    return stop;
   }
 
   private finish(): void {

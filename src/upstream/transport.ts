@@ -67,6 +67,7 @@ export function createTransport(upstream: string, config: UpstreamConfig, logger
     hooks: { beforeError: [(error) => networkError(upstream, error)] },
   });
 
+  /** Blob GETs (and the redirects and 401s on their way). */
   async function openLean(request: OpenRequest): Promise<Opened> {
     const { method, url, signal } = request;
     const started = Date.now();
@@ -76,7 +77,7 @@ export function createTransport(upstream: string, config: UpstreamConfig, logger
         url,
         headers: { 'user-agent': 'tender', ...request.headers },
         ...(signal ? { signal } : {}),
-        timeouts: { connect, response, idle, total: request.blob ? blob : 0 },
+        timeouts: { connect, response, idle, total: blob },
       });
       logger.debug({ method, url: safeUrl(url), status: res.status, ms: Date.now() - started }, 'upstream response');
       return { status: res.status, headers: res.headers, url, method, body: leanErrors(upstream, method, url, res.body) };
