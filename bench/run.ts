@@ -22,7 +22,7 @@ import { removeDir, tempDir } from '../test/helpers/tools.ts';
 import { autocannonRate, concurrentMBps, curlDownload, downloadMBps, median, wrkGet, type RateResult } from './load.ts';
 import { choosePinning, Cleanup, findPidByArg, foreignCpuMeter, killChildren, sampleRss, setAffinity } from './procs.ts';
 import { renderProfile, summarizeProfile } from './profile.ts';
-import { judge, render, type ManifestFigure, type Results, type Trio } from './report.ts';
+import { judge, render, type ColdPull, type ManifestFigure, type Results, type Trio } from './report.ts';
 import { startDistributionProxy, startNginx, startTenderProcess, type Server } from './systems.ts';
 
 const argv = new Set(process.argv.slice(2));
@@ -31,8 +31,8 @@ const cpuProf = argv.has('--cpu-prof');
 const pinning = choosePinning(!argv.has('--no-pin'));
 
 const P = quick
-  ? { largeLayer: 100 * 1024 * 1024, singleRuns: 3, rounds: 2, manifestSlices: 2, sliceSeconds: 1, coldReps: 1 }
-  : { largeLayer: 200 * 1024 * 1024, singleRuns: 7, rounds: 5, manifestSlices: 7, sliceSeconds: 2, coldReps: 5 };
+  ? { largeLayer: 100 * 1024 * 1024, singleRuns: 3, rounds: 2, manifestSlices: 2, sliceSeconds: 1, coldReps: 1, sharedColdReps: 1 }
+  : { largeLayer: 200 * 1024 * 1024, singleRuns: 7, rounds: 5, manifestSlices: 7, sliceSeconds: 2, coldReps: 7, sharedColdReps: 3 };
 const STREAMS = 8;
 const CONNECTIONS = 32;
 const COLD_PULLS = 8;
@@ -201,29 +201,58 @@ async function main(): Promise<void> {
     if (file) profileText = renderProfile(file, await summarizeProfile(join(profDir, file), 25));
   }
 
-  // --- cold pulls: nothing pinned (skopeo, the proxy and the upstream share the machine) ---
-  if (pinning) await setAffinity(process.pid, pinning.all);
+  // --- cold pulls: an empty cache in a running proxy (fresh for each pull, warmed by one pull of
+  // the small image), in two layouts. "split": the proxy under test alone on the server CPU,
+  // skopeo and the upstream on the client CPU, as in the warm phases. Direct and proxied pulls
+  // then differ only by the proxy, which has a CPU of its own as on its own host; the target is
+  // judged on this. "shared": nothing pinned, skopeo, the proxy and the upstream competing for
+  // the same 2 CPUs, which measures the proxy's CPU cost more than its latency; printed too, not
+  // judged.
   const largeRef = 'bench/large:latest';
-  const coldSamples: Record<'direct' | 'tender' | 'distribution', number[]> = { direct: [], tender: [], distribution: [] };
   const coldOrder = ['direct', 'tender', 'distribution'] as const;
-  for (let rep = 0; rep < P.coldReps; rep++) {
-    for (let i = 0; i < coldOrder.length; i++) {
-      const which = coldOrder[(i + rep) % coldOrder.length]!;
-      let seconds: number;
-      if (which === 'direct') {
-        seconds = await timedPull(`${upstream.host}/${largeRef}`);
-      } else {
-        const s = which === 'tender' ? await startTenderProcess({ upstreamUrl: upstream.url }) : await startDistributionProxy({ upstreamUrl: upstream.url });
-        const stop = cleanup.add(`${which} (cold)`, () => s.stop());
-        try {
-          seconds = await timedPull(`${s.host}/${largeRef}`);
-        } finally {
-          await stop();
-        }
-      }
-      coldSamples[which].push(seconds);
-      log(`4. cold pull ${rep + 1}/${P.coldReps}, ${which}: ${seconds.toFixed(2)} s`);
+  const coldSeries = async (layout: 'split' | 'shared', reps: number): Promise<ColdPull> => {
+    const split = layout === 'split' && pinning !== undefined;
+    if (pinning) {
+      await setAffinity(process.pid, split ? pinning.client : pinning.all);
+      if (upstreamPid) await setAffinity(upstreamPid, split ? pinning.client : pinning.all);
     }
+    const samples: ColdPull['samples'] = { direct: [], tender: [], distribution: [] };
+    for (let rep = 0; rep < reps; rep++) {
+      for (let i = 0; i < coldOrder.length; i++) {
+        const which = coldOrder[(i + rep) % coldOrder.length]!;
+        let seconds: number;
+        if (which === 'direct') {
+          seconds = await timedPull(`${upstream.host}/${largeRef}`);
+        } else {
+          const cpus = split ? pinning.server : undefined;
+          const s = which === 'tender' ? await startTenderProcess({ upstreamUrl: upstream.url, cpus }) : await startDistributionProxy({ upstreamUrl: upstream.url, cpus });
+          const stop = cleanup.add(`${which} (cold)`, () => s.stop());
+          try {
+            // A cold cache, not a cold process: a registry runs for days, so the proxy first
+            // serves one pull of the small image (no blob in common with the large one).
+            await timedPull(`${s.host}/bench/small:latest`);
+            seconds = await timedPull(`${s.host}/${largeRef}`);
+          } finally {
+            await stop();
+          }
+        }
+        samples[which].push(seconds);
+        log(`4. cold pull (${split ? 'split' : 'shared'}) ${rep + 1}/${reps}, ${which}: ${seconds.toFixed(2)} s`);
+      }
+    }
+    return {
+      layout: split ? `proxy on CPU ${pinning.server}; skopeo and upstream on CPU ${pinning.client}` : 'nothing pinned: skopeo, proxy and upstream share every CPU',
+      direct: median(samples.direct),
+      tender: median(samples.tender),
+      distribution: median(samples.distribution),
+      samples,
+    };
+  };
+  const coldPull = await coldSeries('split', P.coldReps);
+  const coldPullShared = pinning ? await coldSeries('shared', P.sharedColdReps) : undefined;
+  if (pinning) {
+    await setAffinity(process.pid, pinning.all);
+    if (upstreamPid) await setAffinity(upstreamPid, pinning.all);
   }
 
   // --- 8 concurrent cold pulls: straight from the upstream (baseline), then through a fresh tender behind a counting proxy ---
@@ -272,7 +301,7 @@ async function main(): Promise<void> {
     mode: quick ? 'quick' : 'full',
     machine: await machine(),
     pinning: pinning
-      ? `servers under test on CPU ${pinning.server}, load generators on CPU ${pinning.client} (warm phases); cold pulls unpinned`
+      ? `servers under test on CPU ${pinning.server}, load generators on CPU ${pinning.client} (warm phases); judged cold pulls: proxy on CPU ${pinning.server}, skopeo and the upstream on CPU ${pinning.client}; the 8 concurrent cold pulls and a second cold-pull series unpinned`
       : 'none',
     ...(cpuProf ? { note: 'tender ran under --cpu-prof in the warm phases: its warm figures are lower than without' } : {}),
     image: { largeLayerBytes: layer.size, largeImageBytes: layer.size + configSize + large.manifestSize, smallManifestBytes: smallManifest.length },
@@ -298,12 +327,8 @@ async function main(): Promise<void> {
     warmForeignCpuPct: warmCpu.foreignPct,
     manifests,
     manifestSettings: { connections: CONNECTIONS, seconds: P.manifestSlices * P.sliceSeconds, slices: P.manifestSlices, nginxListener: 'sendfile off; output_buffers 2 1m' },
-    coldPull: {
-      direct: median(coldSamples.direct),
-      tender: median(coldSamples.tender),
-      distribution: median(coldSamples.distribution),
-      samples: coldSamples,
-    },
+    coldPull,
+    ...(coldPullShared ? { coldPullShared } : {}),
     concurrentCold,
     warmTenderPeakRssMb,
   };
