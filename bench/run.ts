@@ -32,7 +32,7 @@ const pinning = choosePinning(!argv.has('--no-pin'));
 
 const P = quick
   ? { largeLayer: 100 * 1024 * 1024, singleRuns: 3, rounds: 2, manifestSlices: 2, sliceSeconds: 1, coldReps: 1, sharedColdReps: 1 }
-  : { largeLayer: 200 * 1024 * 1024, singleRuns: 7, rounds: 5, manifestSlices: 7, sliceSeconds: 2, coldReps: 7, sharedColdReps: 3 };
+  : { largeLayer: 200 * 1024 * 1024, singleRuns: 11, rounds: 9, manifestSlices: 7, sliceSeconds: 2, coldReps: 7, sharedColdReps: 3 };
 const STREAMS = 8;
 const CONNECTIONS = 32;
 const COLD_PULLS = 8;
