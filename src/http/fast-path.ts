@@ -32,16 +32,7 @@ export function createFastPath(services: V2Services, access: AccessLog): FastPat
    * an invalid name, or a name anonymous clients may not pull). Routing and
    * access rules are fixed at start, so the answer never changes.
    */
-  const resolved = new Map<string, { route: Route; ref: Reference } | null>();
-  const resolve = (url: string): { route: Route; ref: Reference } | null => {
-    let r = resolved.get(url);
-    if (r !== undefined) return r;
-    r = resolveUrl(url);
-    if (resolved.size >= 10_000) resolved.clear();
-    resolved.set(url, r);
-    return r;
-  };
-  const resolveUrl = (url: string): { route: Route; ref: Reference } | null => {
+  const resolve = memoized(10_000, (url: string): { route: Route; ref: Reference } | null => {
     if (url.includes('%')) return null;
     const q = url.indexOf('?');
     const m = manifestPath.exec(q === -1 ? url : url.slice(0, q));
@@ -57,7 +48,7 @@ export function createFastPath(services: V2Services, access: AccessLog): FastPat
     } catch {
       return null;
     }
-  };
+  });
 
   return (req, res) => {
     const method = req.method;
@@ -103,15 +94,23 @@ export function createFastPath(services: V2Services, access: AccessLog): FastPat
 }
 
 /** Parsed Accept headers: clients send the same few strings on every request. */
-const acceptCache = new Map<string, Set<string> | undefined>();
+const parsedAccept = memoized(256, parseAccept);
 
 function acceptOf(header: string | undefined): Set<string> | undefined {
-  if (header === undefined) return undefined;
-  if (acceptCache.has(header)) return acceptCache.get(header);
-  const parsed = parseAccept(header);
-  if (acceptCache.size >= 256) acceptCache.clear();
-  acceptCache.set(header, parsed);
-  return parsed;
+  return header === undefined ? undefined : parsedAccept(header);
+}
+
+/** `compute` remembered per key, forgetting everything once `limit` keys are held (the keys here are few and repeat). */
+function memoized<V>(limit: number, compute: (key: string) => V): (key: string) => V {
+  const known = new Map<string, V>();
+  return (key) => {
+    let value = known.get(key);
+    if (value !== undefined || known.has(key)) return value as V;
+    value = compute(key);
+    if (known.size >= limit) known.clear();
+    known.set(key, value);
+    return value;
+  };
 }
 
 /**

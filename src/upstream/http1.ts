@@ -207,29 +207,30 @@ export class Http1Client {
         socket.setTimeout(0);
         socket.off('timeout', onIdle);
       };
+      /** Ends the exchange once; true the first time. The connection is kept for reuse only after a complete keep-alive response. */
+      const finish = (reuse: boolean): boolean => {
+        if (finished) return false;
+        finished = true;
+        cleanup();
+        if (reuse) {
+          this.release(conn);
+        } else {
+          conn.owner = undefined;
+          socket.destroy();
+        }
+        return true;
+      };
       /** The exchange failed: before the head this rejects, after it the sink hears it (once it started). */
       let pendingError: Error | undefined;
       const fail = (err: Error): void => {
-        if (finished) return;
-        finished = true;
-        cleanup();
-        conn.owner = undefined;
-        socket.destroy();
+        if (!finish(false)) return;
         if (!head) reject(err);
         else if (sink) sink.error(err);
         else pendingError = err;
       };
+      // A body framed by the connection's end has keepAlive false (the parser sets it).
       const complete = (): void => {
-        if (finished) return;
-        finished = true;
-        cleanup();
-        const reusable = head?.keepAlive === true && !parser.untilClose;
-        if (reusable) this.release(conn);
-        else {
-          conn.owner = undefined;
-          socket.destroy();
-        }
-        sink?.end();
+        if (finish(head?.keepAlive === true)) sink?.end();
       };
 
       const parser = new ResponseParser(method, {
@@ -275,13 +276,7 @@ export class Http1Client {
           paused = false;
           if (!finished && sink) socket.resume();
         },
-        destroy: () => {
-          if (finished) return;
-          finished = true;
-          cleanup();
-          conn.owner = undefined;
-          socket.destroy();
-        },
+        destroy: () => void finish(false),
       };
 
       conn.owner = {

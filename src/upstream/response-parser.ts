@@ -50,15 +50,6 @@ export class ResponseParser {
     this.events = events;
   }
 
-  get done(): boolean {
-    return this.state === 'done';
-  }
-
-  /** True while the body runs until the connection closes. */
-  get untilClose(): boolean {
-    return this.state === 'until-close';
-  }
-
   /** Takes the bytes buf[start, end). Throws ResponseParseError on a malformed response. */
   feed(buf: Buffer, start: number, end: number): void {
     let i = start;
